@@ -1,0 +1,3 @@
+"""DTMS: one authoritative service per trading account that guards every open position."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Brokers: the async Broker protocol and its adapters (paper now, MT5 later)."""

@@ -1,0 +1,58 @@
+"""The async Broker protocol every adapter implements (SPEC-brokers.md "What the protocol offers")."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from dtms.domain.broker_types import Account, BrokerResult, Deal, Position, SymbolInfo, Tick
+from dtms.domain.enums import Direction
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached right now (terminal down, bridge gone, file unreadable)."""
+
+
+class Broker(Protocol):
+    """What DTMS needs of a trading terminal. Only the executor sends requests."""
+
+    async def connect(self) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+    async def account(self) -> Account: ...
+
+    async def symbol(self, name: str) -> SymbolInfo | None: ...
+
+    async def tick(self, name: str) -> Tick | None: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def position(self, ticket: int) -> Position | None: ...
+
+    async def deals(self, since_ms: int | None = None, position: int | None = None) -> list[Deal]: ...
+
+    async def modify_stops(self, ticket: int, sl: float | None, tp: float | None) -> BrokerResult:
+        """Set both levels (None = no level): an omitted TP means "no TP", as at MT5."""
+        ...
+
+    async def close(self, ticket: int, volume: float | None, comment: str, magic: int) -> BrokerResult:
+        """Close the position, or part of it when volume is below the position's volume."""
+        ...
+
+    async def open(
+        self,
+        symbol: str,
+        direction: Direction,
+        volume: float,
+        sl: float | None,
+        tp: float | None,
+        comment: str,
+        magic: int,
+    ) -> BrokerResult: ...
+
+    async def close_by(self, ticket: int, opposite_ticket: int) -> BrokerResult: ...
+
+    def subscribe_ticks(self) -> asyncio.Queue[Tick]:
+        """A queue that receives every tick the broker sees, after its own matching ran."""
+        ...

@@ -1,0 +1,1 @@
+"""Domain types and pure rules shared by every layer; imports nothing of ours."""

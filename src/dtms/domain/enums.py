@@ -1,0 +1,109 @@
+"""The enumerations every layer speaks: directions, states, owners, journal statuses, outcomes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Direction(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a BUY (profit when price rises), -1 for a SELL."""
+        return 1 if self is Direction.BUY else -1
+
+    @property
+    def opposite(self) -> Direction:
+        return Direction.SELL if self is Direction.BUY else Direction.BUY
+
+
+class TradeState(StrEnum):
+    HEALTHY = "HEALTHY"
+    WARNING_L1 = "WARNING_L1"
+    WARNING_L2 = "WARNING_L2"
+    HEDGED = "HEDGED"
+    RECOVERING = "RECOVERING"
+    CLOSED = "CLOSED"
+
+
+class Owner(StrEnum):
+    DTMS = "dtms_manager"
+    STRATEGY = "universal_sl_tp_manager"
+
+
+class TradeType(StrEnum):
+    INTRADAY = "INTRADAY"
+    SCALP = "SCALP"
+    WEEKEND = "WEEKEND"
+
+
+class JournalStatus(StrEnum):
+    """Status of one action in the journal (DESIGN.md "Journal statuses")."""
+
+    PENDING = "pending"
+    WAITING = "waiting"
+    SENT = "sent"
+    AMBIGUOUS = "ambiguous"
+    DONE = "done"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    BLOCKED = "blocked"
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in _OPEN_STATUSES
+
+
+_OPEN_STATUSES = frozenset(
+    {JournalStatus.PENDING, JournalStatus.WAITING, JournalStatus.SENT, JournalStatus.AMBIGUOUS}
+)
+
+
+class Outcome(StrEnum):
+    """What the executor does with a broker answer (SPEC-brokers.md "Outcome classes")."""
+
+    DONE = "DONE"
+    RETRY_FRESH_PRICE = "RETRY_FRESH_PRICE"
+    WAIT = "WAIT"
+    FIX_AND_RETRY = "FIX_AND_RETRY"
+    REJECTED = "REJECTED"
+    GONE = "GONE"
+    AMBIGUOUS = "AMBIGUOUS"
+
+
+class MarginMode(StrEnum):
+    NETTING = "NETTING"
+    HEDGING = "HEDGING"
+
+
+class ActionKind(StrEnum):
+    """The broker requests an action can make."""
+
+    MODIFY_STOPS = "modify_stops"
+    CLOSE = "close"
+    OPEN = "open"
+    CLOSE_BY = "close_by"
+
+
+class DealEntry(StrEnum):
+    IN = "IN"
+    OUT = "OUT"
+
+
+class DealReason(StrEnum):
+    """Why a deal happened, as MT5 reports it."""
+
+    SL = "sl"
+    TP = "tp"
+    STOP_OUT = "stop_out"
+    CLIENT = "client"
+    EXPERT = "expert"
+
+
+class AdoptPolicy(StrEnum):
+    ALL = "all"
+    MAGIC = "magic"
+    NONE = "none"
