@@ -1,0 +1,146 @@
+"""The /paper routes: the paper broker standing in for the MT5 terminal (writes on the leader only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from dtms.api.schemas import PaperPositionBody, PaperTickBody
+from dtms.brokers.paper.broker import PaperBroker, TickRejected
+from dtms.domain.broker_types import Deal, Position
+from dtms.guardian.errors import BrokerError, InvalidInput, NotReady
+from dtms.guardian.runtime import Runtime
+from dtms.guardian.views import iso
+
+router = APIRouter(prefix="/paper")
+
+
+def _paper(request: Request) -> tuple[Runtime, PaperBroker]:
+    rt: Runtime = request.app.state.runtime
+    if not isinstance(rt.broker, PaperBroker):
+        raise NotReady("the paper broker is not connected yet", {"role": rt.role.value})
+    return rt, rt.broker
+
+
+def position_view(p: Position) -> dict[str, Any]:
+    return {
+        "ticket": p.ticket,
+        "identifier": p.identifier,
+        "symbol": p.symbol,
+        "direction": p.direction.value,
+        "volume": p.volume,
+        "price_open": p.price_open,
+        "sl": p.sl,
+        "tp": p.tp,
+        "price_current": p.price_current,
+        "profit": p.profit,
+        "magic": p.magic,
+        "comment": p.comment,
+        "time": iso(p.time_ms),
+    }
+
+
+def deal_view(d: Deal) -> dict[str, Any]:
+    return {
+        "ticket": d.ticket,
+        "order": d.order,
+        "position": d.position_id,
+        "symbol": d.symbol,
+        "direction": d.direction.value,
+        "entry": d.entry.value,
+        "volume": d.volume,
+        "price": d.price,
+        "profit": d.profit,
+        "reason": d.reason.value,
+        "magic": d.magic,
+        "comment": d.comment,
+        "time": iso(d.time_ms),
+    }
+
+
+def _tick_time(value: int | str | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput("time must be milliseconds or ISO-8601 UTC", {"field": "time"}) from exc
+    if parsed.tzinfo is None:
+        raise InvalidInput("time must carry its zone (UTC)", {"field": "time"})
+    return int(parsed.timestamp() * 1000)
+
+
+@router.post("/ticks", summary="Move the paper market", operation_id="paper_tick")
+async def push_tick(body: PaperTickBody, request: Request) -> dict[str, Any]:
+    rt, paper = _paper(request)
+    rt.require_leader()
+    if body.ask < body.bid:
+        raise InvalidInput(f"ask {body.ask} is below bid {body.bid}", {"field": "ask"})
+    try:
+        tick = await paper.push_tick(body.symbol, body.bid, body.ask, _tick_time(body.time), body.volume)
+    except TickRejected as exc:
+        raise InvalidInput(str(exc), {"field": exc.field}) from exc
+    return {
+        "symbol": tick.symbol,
+        "bid": tick.bid,
+        "ask": tick.ask,
+        "time": iso(tick.time_ms),
+        "time_ms": tick.time_ms,
+    }
+
+
+@router.get("/positions", summary="Open paper positions", operation_id="paper_positions")
+async def positions(request: Request) -> dict[str, Any]:
+    _, paper = _paper(request)
+    return {"positions": [position_view(p) for p in await paper.positions()]}
+
+
+@router.post(
+    "/positions",
+    summary="Open a position at the paper broker only",
+    operation_id="paper_open",
+    status_code=201,
+)
+async def open_position(body: PaperPositionBody, request: Request) -> JSONResponse:
+    rt, paper = _paper(request)
+    rt.require_leader()
+    if await paper.symbol(body.symbol) is None:
+        raise InvalidInput(f"symbol {body.symbol} is not known to the paper broker", {"field": "symbol"})
+    result = await paper.open(
+        body.symbol, body.direction, body.volume, body.stop_loss, body.take_profit, body.comment, body.magic
+    )
+    if not result.ok or result.position is None:
+        raise BrokerError(
+            f"the paper broker refused: {result.message}",
+            {"retcode": result.retcode, "outcome": result.outcome.value},
+        )
+    position = await paper.position(result.position)
+    if position is None:
+        raise BrokerError("the position closed at once", {"retcode": result.retcode})
+    return JSONResponse(status_code=201, content=position_view(position))
+
+
+@router.get("/account", summary="The paper account", operation_id="paper_account")
+async def account(request: Request) -> dict[str, Any]:
+    _, paper = _paper(request)
+    a = await paper.account()
+    return {
+        "login": a.login,
+        "currency": a.currency,
+        "balance": a.balance,
+        "equity": a.equity,
+        "margin": a.margin,
+        "margin_free": a.margin_free,
+        "margin_mode": a.margin_mode.value,
+        "trade_allowed": a.trade_allowed,
+        "market_time": iso(paper.market_time_ms()),
+    }
+
+
+@router.get("/deals", summary="Paper deals", operation_id="paper_deals")
+async def deals(request: Request, position: Annotated[int | None, Query(gt=0)] = None) -> dict[str, Any]:
+    _, paper = _paper(request)
+    return {"deals": [deal_view(d) for d in await paper.deals(position=position)]}

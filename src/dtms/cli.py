@@ -1,0 +1,112 @@
+"""The `dtms` command: serve, status, trade show, doctor."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from dtms.config import AppConfig, ConfigError, load_config
+
+app = typer.Typer(help="DTMS: one guardian per trading account.", no_args_is_help=True)
+trade_app = typer.Typer(help="One trade.", no_args_is_help=True)
+app.add_typer(trade_app, name="trade")
+console = Console()
+err = Console(stderr=True)
+
+
+def _config() -> AppConfig:
+    try:
+        return load_config()
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _base_url(config: AppConfig) -> str:
+    return f"http://{config.settings.api_host}:{config.settings.api_port}"
+
+
+def _get(path: str) -> dict[str, Any]:
+    config = _config()
+    url = _base_url(config) + path
+    try:
+        response = httpx.get(url, timeout=config.settings.timeout)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]DTMS does not answer at {_base_url(config)}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    body: dict[str, Any] = response.json()
+    if response.status_code >= 400:
+        err.print(f"[red]{response.status_code} {body.get('error')}:[/red] {body.get('message')}")
+        raise typer.Exit(1)
+    return body
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (DTMS_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (DTMS_API_PORT)")] = None,
+    home: Annotated[str | None, typer.Option(help="data directory (DTMS_HOME)")] = None,
+    broker: Annotated[str | None, typer.Option(help="paper | mt5 (DTMS_BROKER)")] = None,
+    feed: Annotated[str | None, typer.Option(help="synthetic | manual (DTMS_PAPER_FEED)")] = None,
+) -> None:
+    """Run the service: take the account's lease (or stand by) and guard every position."""
+    for key, value in (
+        ("API_HOST", host),
+        ("API_PORT", port),
+        ("HOME", home),
+        ("BROKER", broker),
+        ("PAPER_FEED", feed),
+    ):
+        if value is not None:
+            os.environ[f"DTMS_{key}"] = str(value)
+    config = _config()
+    from dtms.runner import run_server
+
+    raise typer.Exit(run_server(config))
+
+
+@app.command()
+def status() -> None:
+    """The running service's status."""
+    body = _get("/dtms/status")
+    console.print(body["summary"])
+    console.print_json(json.dumps(body["dtms_status"]))
+
+
+@trade_app.command("show")
+def trade_show(ticket: int) -> None:
+    """One trade as the service sees it."""
+    if ticket <= 0:
+        err.print("[red]ticket:[/red] must be a positive integer")
+        raise typer.Exit(2)
+    body = _get(f"/dtms/trade/{ticket}")
+    console.print(body["summary"])
+    console.print_json(json.dumps(body["trade_info"]))
+
+
+@app.command()
+def doctor() -> None:
+    """Check config, store, broker, port and lease, and say in plain words what is wrong."""
+    from dtms.doctor import run_checks
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        console.print(f"[red]✗ config[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]✓ config[/green]: {config.config_path} and the DTMS_* environment are valid")
+    ok = True
+    for name, good, message in run_checks(config):
+        ok = ok and good
+        mark = "[green]✓" if good else "[red]✗"
+        console.print(f"{mark} {name}[/]: {message}")
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    app()

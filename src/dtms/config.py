@@ -1,0 +1,239 @@
+"""Service settings (DTMS_* environment over the JSON file) and the validated engine config."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dtms.domain.enums import AdoptPolicy, TradeType
+
+KNOWN_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "US30")
+
+
+class ConfigError(Exception):
+    """A setting or config key is invalid; the message names the key and the reason."""
+
+
+class Settings(BaseSettings):
+    """Process settings; every field is read from DTMS_<NAME> (SPEC-api.md "Configuration")."""
+
+    model_config = SettingsConfigDict(env_prefix="DTMS_", extra="ignore", validate_default=True)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8001, ge=1, le=65535)
+    home: Path = Path("./data")
+    db_url: str | None = None
+    account: str | None = Field(None, pattern=r"^[A-Za-z0-9@._:-]{1,64}$")
+    broker: Literal["paper", "mt5"] = "paper"
+    mt5_path: str | None = None
+    mt5_login: int | None = None
+    mt5_password: str | None = None
+    mt5_server: str | None = None
+    mt5_bridge_host: str | None = None
+    mt5_bridge_port: int | None = Field(None, ge=1, le=65535)
+    mt5_time_offset: str = "auto"
+    magic: int = Field(234000, ge=0, le=2**63 - 1)
+    config: Path = Path("config/dtms_config.json")
+    api_key: str | None = None
+    api_keys_file: Path | None = None
+    auth: Literal["on", "off"] = "on"
+    cors_origins: str = ""
+    lock_dir: Path = Field(default_factory=lambda: platformdirs.user_state_path("dtms") / "locks")
+    init_fail_grace: float = Field(30.0, ge=0)
+    mode: Literal["live", "shadow"] = "live"
+    retry_count: int = Field(3, ge=0, le=10)
+    timeout: float = Field(5.0, gt=0)
+    broker_timeout: float = Field(10.0, gt=0)
+    startup_timeout: float = Field(120.0, ge=0)
+    monitoring_interval: float = Field(30.0, ge=0)
+    deep_check_interval: float = Field(900.0, gt=0)
+    reconcile_interval: float = Field(10.0, gt=0)
+    adopt_unregistered: AdoptPolicy = AdoptPolicy.ALL
+    redis_url: str | None = None
+    enable_metrics: bool = True
+    rate_limit_enabled: bool = True
+    log_format: Literal["json", "console"] = "json"
+    alert_telegram_token: str | None = None
+    alert_telegram_chat: str | None = None
+    alert_discord_webhook: str | None = None
+    paper_feed: str = "synthetic"
+    paper_speed: str = "1"
+    paper_seed: int = 0
+
+    @field_validator("paper_feed")
+    @classmethod
+    def _feed(cls, value: str) -> str:
+        if value in ("synthetic", "manual"):
+            return value
+        raise ValueError("must be 'synthetic' or 'manual' (the replay feed is not available yet)")
+
+    @field_validator("paper_speed")
+    @classmethod
+    def _speed(cls, value: str) -> str:
+        if value == "max":
+            return value
+        try:
+            speed = float(value)
+        except ValueError as exc:
+            raise ValueError("must be a positive number or 'max'") from exc
+        if not math.isfinite(speed) or speed <= 0:
+            raise ValueError("must be a positive number or 'max'")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'dtms.db'}"
+
+    @property
+    def paper_path(self) -> Path:
+        return self.home / "paper_broker.db"
+
+    @property
+    def speed_factor(self) -> float | None:
+        """Market seconds per wall second; None for 'max'."""
+        return None if self.paper_speed == "max" else float(self.paper_speed)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExitRules(_Strict):
+    """Intelligent-exit values for one trade type (SPEC-engine.md "Intelligent exit manager")."""
+
+    breakeven_trigger_r: float = Field(gt=0)
+    breakeven_price_buffer_pct: float = Field(0.01, ge=0)
+    partial_at_tp_fraction: float = Field(gt=0, le=1)
+    partial_size_pct: float = Field(gt=0, le=100)
+    trailing_atr: float = Field(gt=0)
+
+
+def _default_exits() -> dict[TradeType, ExitRules]:
+    return {
+        TradeType.INTRADAY: ExitRules(
+            breakeven_trigger_r=0.3, partial_at_tp_fraction=0.6, partial_size_pct=50, trailing_atr=1.5
+        ),
+        TradeType.SCALP: ExitRules(
+            breakeven_trigger_r=0.25, partial_at_tp_fraction=0.4, partial_size_pct=70, trailing_atr=1.0
+        ),
+        TradeType.WEEKEND: ExitRules(
+            breakeven_trigger_r=0.25, partial_at_tp_fraction=0.5, partial_size_pct=60, trailing_atr=2.0
+        ),
+    }
+
+
+class RiskConfig(_Strict):
+    default_risk_pct: float = Field(0.5, gt=0, le=50, description="default risk without a stop, % of price")
+
+
+class AdoptionConfig(_Strict):
+    min_age_s: float = Field(
+        30.0, ge=0, description="market seconds before an unregistered position is adopted"
+    )
+
+
+class SymbolOverride(_Strict):
+    point: float | None = Field(None, gt=0)
+    digits: int | None = Field(None, ge=0, le=10)
+    tick_size: float | None = Field(None, gt=0)
+    contract_size: float | None = Field(None, gt=0)
+    stops_level: int | None = Field(None, ge=0)
+    freeze_level: int | None = Field(None, ge=0)
+    volume_min: float | None = Field(None, gt=0)
+    volume_step: float | None = Field(None, gt=0)
+    volume_max: float | None = Field(None, gt=0)
+    spread_points: int | None = Field(None, ge=0)
+
+
+class EngineConfig(_Strict):
+    """The validated content of config/dtms_config.json (besides the 'service' section)."""
+
+    intelligent_exits: dict[TradeType, ExitRules] = Field(default_factory=_default_exits)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    adoption: AdoptionConfig = Field(default_factory=AdoptionConfig)
+    symbols: dict[str, SymbolOverride] = Field(default_factory=dict)
+
+    @field_validator("symbols")
+    @classmethod
+    def _known_symbols(cls, value: dict[str, SymbolOverride]) -> dict[str, SymbolOverride]:
+        for name in value:
+            if normalise_symbol(name) not in KNOWN_SYMBOLS:
+                raise ValueError(f"unknown symbol {name!r}; known: {', '.join(KNOWN_SYMBOLS)}")
+        return value
+
+    @field_validator("intelligent_exits")
+    @classmethod
+    def _all_trade_types(cls, value: dict[TradeType, ExitRules]) -> dict[TradeType, ExitRules]:
+        merged = _default_exits()
+        merged.update(value)
+        return merged
+
+    def exit_rules(self, trade_type: TradeType) -> ExitRules:
+        return self.intelligent_exits[trade_type]
+
+
+_SUFFIX = re.compile(r"(\.[A-Za-z]+|[cm])$")
+
+
+def normalise_symbol(name: str) -> str:
+    """Config-lookup form of a broker symbol: upper case, broker suffix (c, m, .pro) removed."""
+    base = name.strip()
+    stripped = _SUFFIX.sub("", base)
+    return (stripped if stripped else base).upper()
+
+
+class AppConfig(BaseModel):
+    """Everything a running service reads at start."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    settings: Settings
+    engine: EngineConfig
+    config_path: Path
+
+
+def _describe(exc: ValidationError, prefix: str, env_style: bool) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"])
+        key = f"DTMS_{loc.upper()}" if env_style else f"{prefix}{loc}"
+        parts.append(f"{key}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def load_config() -> AppConfig:
+    """Read the JSON file named by DTMS_CONFIG, then the environment; raise ConfigError naming the key."""
+    env = os.environ
+    path = Path(env.get("DTMS_CONFIG", "config/dtms_config.json"))
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read as JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a JSON object")
+    elif "DTMS_CONFIG" in env:
+        raise ConfigError(f"DTMS_CONFIG: file {path} does not exist")
+    service = data.pop("service", {})
+    if not isinstance(service, dict):
+        raise ConfigError(f"{path}: 'service' must be an object")
+    from_file = {k: v for k, v in service.items() if f"DTMS_{k.upper()}" not in env}
+    try:
+        settings = Settings(**from_file)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "", env_style=True)) from exc
+    data.pop("$schema", None)
+    try:
+        engine = EngineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc, '', env_style=False)}") from exc
+    return AppConfig(settings=settings, engine=engine, config_path=path)

@@ -1,0 +1,1 @@
+"""Guardian: the engine loop, executor, reconciliation and the service layer shared by every edge."""

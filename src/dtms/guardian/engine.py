@@ -1,0 +1,144 @@
+"""The engine loop: each tick evaluates the trades on its symbol, one decision per position at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import structlog
+
+from dtms.brokers.base import Broker
+from dtms.config import EngineConfig
+from dtms.domain.broker_types import SymbolInfo, Tick
+from dtms.domain.clock import Clock, MarketClock
+from dtms.domain.enums import ActionKind, JournalStatus, Owner
+from dtms.domain.events import EventSink
+from dtms.domain.trade import Intent, Trade
+from dtms.guardian.executor import Executor
+from dtms.managers.exits import MANAGER as EXITS
+from dtms.managers.exits import BreakevenRule, Skip, breakeven
+from dtms.store.database import Database
+from dtms.store.meta import advance_market_clock
+from dtms.store.trades import save_trade
+
+log = structlog.get_logger("dtms.engine")
+
+
+class Engine:
+    """Holds the active trades of the account and runs the managers on every tick."""
+
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        executor: Executor,
+        config: EngineConfig,
+        market: MarketClock,
+        events: EventSink,
+        account: str,
+        wall: Clock,
+    ) -> None:
+        self._wall = wall
+        self._db, self._broker, self._executor = db, broker, executor
+        self._config, self._market, self._events, self._account = config, market, events, account
+        self.trades: dict[int, Trade] = {}
+        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._symbols: dict[str, SymbolInfo] = {}
+        self.ticks_seen = 0
+        self.last_tick_market_ms: int | None = None
+        self.last_tick_wall_s: float | None = None
+
+    def lock(self, ticket: int) -> asyncio.Lock:
+        """The position's lock: held from the decision through the broker's answer."""
+        return self._locks[ticket]
+
+    def track(self, trade: Trade) -> None:
+        if trade.active:
+            self.trades[trade.ticket] = trade
+
+    def forget(self, ticket: int) -> None:
+        self.trades.pop(ticket, None)
+
+    async def symbol_info(self, name: str) -> SymbolInfo | None:
+        info = self._symbols.get(name)
+        if info is None:
+            info = await self._broker.symbol(name)
+            if info is not None:
+                self._symbols[name] = info
+        return info
+
+    async def run(self) -> None:
+        """Consume the broker's ticks until cancelled; a failing trade never stops the loop."""
+        queue = self._broker.subscribe_ticks()
+        while True:
+            tick = await queue.get()
+            await self.on_tick(tick)
+
+    async def on_tick(self, tick: Tick) -> None:
+        loop = asyncio.get_running_loop()
+        self.ticks_seen += 1
+        self.last_tick_wall_s = loop.time()
+        if self._market.advance(tick.time_ms):
+            self.last_tick_market_ms = tick.time_ms
+            account, ms = self._account, tick.time_ms
+            self._db.submit(lambda conn: advance_market_clock(conn, account, ms))
+        for trade in [t for t in self.trades.values() if t.symbol == tick.symbol]:
+            try:
+                await self.evaluate(trade, tick)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one bad trade is quarantined, never the loop (invariant 6)
+                log.exception("evaluate_failed", ticket=trade.ticket, symbol=trade.symbol, error=str(exc))
+                trade.quarantined = True
+                self._events.emit(
+                    "trade_quarantined", ticket=trade.ticket, symbol=trade.symbol, error=str(exc)
+                )
+
+    def _breakeven_rule(self, trade: Trade) -> BreakevenRule:
+        rules = self._config.exit_rules(trade.trade_type)
+        return BreakevenRule(
+            rules.breakeven_trigger_r, rules.breakeven_price_buffer_pct, self._config.risk.default_risk_pct
+        )
+
+    async def evaluate(self, trade: Trade, tick: Tick) -> None:
+        """Ask the managers about one trade; decide again under its lock with the position re-read."""
+        if trade.quarantined or not trade.verified or trade.managed_by is not Owner.DTMS:
+            return
+        info = await self.symbol_info(trade.symbol)
+        if info is None:
+            return
+        rule = self._breakeven_rule(trade)
+        if breakeven(trade, tick, info, trade.stop_loss, trade.take_profit, rule) is None:
+            return
+        async with self.lock(trade.ticket):
+            position = await self._broker.position(trade.ticket)
+            if position is None or not trade.active:
+                return
+            fresh = await self._broker.tick(trade.symbol) or tick
+            decision = breakeven(trade, fresh, info, position.sl, position.tp, rule)
+            await self.apply(trade, decision)
+
+    async def apply(self, trade: Trade, decision: Intent | Skip | None) -> None:
+        if isinstance(decision, Skip):
+            trade.breakeven_triggered = True
+            await self._executor.journal(
+                trade,
+                ActionKind.MODIFY_STOPS,
+                decision.reason,
+                JournalStatus.SKIPPED,
+                EXITS,
+                {},
+                error=decision.detail,
+            )
+            await self.save(trade)
+        elif isinstance(decision, Intent):
+            await self._executor.modify_stops(trade, decision)
+
+    async def save(self, trade: Trade) -> None:
+        wall_ms = self._wall.now_ms()
+
+        def write(conn: Any) -> None:
+            save_trade(conn, trade, wall_ms)
+
+        await self._db.write(write)

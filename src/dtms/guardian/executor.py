@@ -1,0 +1,210 @@
+"""The only caller of the broker: journal first (fencing checked), send once, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from dtms.brokers.base import Broker, BrokerUnavailable
+from dtms.domain.broker_types import BrokerResult
+from dtms.domain.clock import Clock
+from dtms.domain.enums import ActionKind, JournalStatus, Outcome
+from dtms.domain.events import EventSink
+from dtms.domain.trade import Intent, Trade
+from dtms.store.database import Database
+from dtms.store.journal import insert_action, update_action
+from dtms.store.trades import next_action_seq, save_trade
+
+log = structlog.get_logger("dtms.executor")
+
+MAX_FAILURES = 3
+
+_STATUS_OF: dict[Outcome, JournalStatus] = {
+    Outcome.DONE: JournalStatus.DONE,
+    Outcome.AMBIGUOUS: JournalStatus.AMBIGUOUS,
+    Outcome.WAIT: JournalStatus.WAITING,
+    Outcome.RETRY_FRESH_PRICE: JournalStatus.FAILED,
+    Outcome.FIX_AND_RETRY: JournalStatus.FAILED,
+    Outcome.REJECTED: JournalStatus.FAILED,
+    Outcome.GONE: JournalStatus.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease this process acts under: the account and the fencing epoch of its grant."""
+
+    account: str
+    epoch: int
+
+
+class NoLease(Exception):
+    """This process does not hold the account's lease, so it must not send."""
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    action_id: int
+    status: JournalStatus
+    result: BrokerResult | None
+
+
+def result_dict(result: BrokerResult) -> dict[str, Any]:
+    return {
+        "outcome": result.outcome.value,
+        "retcode": result.retcode,
+        "message": result.message,
+        "order": result.order,
+        "deal": result.deal,
+        "price": result.price,
+        "volume": result.volume,
+        "position": result.position,
+    }
+
+
+class Executor:
+    """Sends intents to the broker exactly once each; every send is preceded by its journal row."""
+
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        fence: Callable[[], Fence | None],
+        market: Clock,
+        wall: Clock,
+        events: EventSink,
+        *,
+        broker_timeout: float,
+        shadow: bool = False,
+    ) -> None:
+        self._db, self._broker, self._fence = db, broker, fence
+        self._market, self._wall, self._events = market, wall, events
+        self._timeout, self._shadow = broker_timeout, shadow
+        self._failures: dict[tuple[int, str], int] = {}
+
+    def current_fence(self) -> Fence:
+        fence = self._fence()
+        if fence is None:
+            raise NoLease("this instance does not hold the account lease")
+        return fence
+
+    async def journal(
+        self,
+        trade: Trade,
+        kind: ActionKind,
+        reason: str,
+        status: JournalStatus,
+        requested_by: str,
+        request: dict[str, Any],
+        error: str | None = None,
+    ) -> int:
+        """Write one journal row for this trade (fenced, keyed identifier:reason:epoch:seq); returns its id."""
+        fence = self.current_fence()
+        market_ms, wall_ms = self._market.now_ms(), self._wall.now_ms()
+
+        def write(conn: Any) -> int:
+            seq = next_action_seq(conn, trade.ticket)
+            action_id = insert_action(
+                conn,
+                account=fence.account,
+                fencing_epoch=fence.epoch,
+                idempotency_key=f"{trade.identifier}:{reason}:{trade.epoch}:{seq}",
+                ticket=trade.ticket,
+                identifier=trade.identifier,
+                symbol=trade.symbol,
+                kind=kind.value,
+                reason=reason,
+                status=status.value,
+                requested_by=requested_by,
+                request=request,
+                epoch=trade.epoch,
+                market_ms=market_ms,
+                wall_ms=wall_ms,
+            )
+            if error is not None:
+                update_action(conn, action_id, status.value, error=error, wall_ms=wall_ms)
+            return action_id
+
+        return await self._db.write(write)
+
+    async def modify_stops(self, trade: Trade, intent: Intent) -> Executed:
+        """Journal, send and record one stop/TP change; on DONE the trade's levels follow."""
+        request = {"sl": intent.sl, "tp": intent.tp, **intent.details}
+        action_id = await self.journal(
+            trade, ActionKind.MODIFY_STOPS, intent.reason, JournalStatus.PENDING, intent.manager, request
+        )
+        if self._shadow:
+            await self._record(action_id, JournalStatus.SKIPPED, None, "shadow", trade=None)
+            return Executed(action_id, JournalStatus.SKIPPED, None)
+        result = await self._send(lambda: self._broker.modify_stops(trade.ticket, intent.sl, intent.tp))
+        status = _STATUS_OF[result.outcome]
+        if status is JournalStatus.DONE:
+            trade.stop_loss, trade.take_profit = intent.sl, intent.tp
+            if intent.reason == "breakeven":
+                trade.breakeven_triggered = True
+            self._failures.pop((trade.ticket, intent.reason), None)
+        elif status is JournalStatus.FAILED:
+            self._count_failure(trade, intent.reason)
+        error = (
+            None
+            if status is JournalStatus.DONE
+            else f"{result.outcome.value} {result.retcode}: {result.message}"
+        )
+        await self._record(action_id, status, result, error, trade=trade)
+        self._events.emit(
+            "action_done" if status is JournalStatus.DONE else f"action_{status.value}",
+            ticket=trade.ticket,
+            symbol=trade.symbol,
+            action=intent.reason,
+            action_id=action_id,
+            sl=intent.sl,
+            tp=intent.tp,
+            retcode=result.retcode,
+            market_ms=self._market.now_ms(),
+        )
+        return Executed(action_id, status, result)
+
+    async def send_open(self, action_id: int, call: Callable[[], Any]) -> BrokerResult:
+        """Send an already-journaled open request (the service journals it with its idempotency record)."""
+        if self._fence() is None:
+            raise NoLease("this instance does not hold the account lease")
+        return await self._send(call)
+
+    async def _send(self, call: Callable[[], Any]) -> BrokerResult:
+        try:
+            result: BrokerResult = await asyncio.wait_for(call(), timeout=self._timeout)
+        except TimeoutError:
+            return BrokerResult(Outcome.AMBIGUOUS, 0, f"no answer within {self._timeout} s")
+        except BrokerUnavailable as exc:
+            return BrokerResult(Outcome.AMBIGUOUS, 0, f"broker unavailable: {exc}")
+        return result
+
+    def _count_failure(self, trade: Trade, reason: str) -> None:
+        key = (trade.ticket, reason)
+        self._failures[key] = self._failures.get(key, 0) + 1
+        if self._failures[key] >= MAX_FAILURES:
+            trade.quarantined = True
+            trade.warnings.append(f"quarantined after {MAX_FAILURES} failures of {reason}")
+            self._events.emit("trade_quarantined", ticket=trade.ticket, symbol=trade.symbol, action=reason)
+
+    async def _record(
+        self,
+        action_id: int,
+        status: JournalStatus,
+        result: BrokerResult | None,
+        error: str | None,
+        trade: Trade | None,
+    ) -> None:
+        wall_ms = self._wall.now_ms()
+        payload = result_dict(result) if result is not None else None
+
+        def write(conn: Any) -> None:
+            update_action(conn, action_id, status.value, result=payload, error=error, wall_ms=wall_ms)
+            if trade is not None:
+                save_trade(conn, trade, wall_ms)
+
+        await self._db.write(write)

@@ -1,0 +1,213 @@
+"""Reconciliation: the broker is the truth. Close out vanished trades, adopt strangers, settle actions."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import structlog
+
+from dtms.brokers.base import Broker
+from dtms.domain.broker_types import Position
+from dtms.domain.clock import Clock
+from dtms.domain.enums import ActionKind, AdoptPolicy, DealEntry, JournalStatus, TradeState
+from dtms.domain.events import EventSink
+from dtms.domain.trade import ActionRecord, Trade
+from dtms.guardian.engine import Engine
+from dtms.store.database import Database
+from dtms.store.journal import open_actions, update_action
+from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
+
+log = structlog.get_logger("dtms.reconcile")
+
+SettleOpen = Callable[[ActionRecord, Position | None, bool], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    closed: list[int] = field(default_factory=list)
+    adopted: list[int] = field(default_factory=list)
+    synced: list[int] = field(default_factory=list)
+    settled: list[int] = field(default_factory=list)
+
+
+def trade_from_position(position: Position, market_ms: int, *, adopted: bool) -> Trade:
+    return Trade(
+        ticket=position.ticket,
+        identifier=position.identifier,
+        symbol=position.symbol,
+        direction=position.direction,
+        entry_price=position.price_open,
+        volume=position.volume,
+        stop_loss=position.sl,
+        take_profit=position.tp,
+        initial_stop_loss=position.sl,
+        adopted=adopted,
+        magic=position.magic,
+        comment=position.comment,
+        registered_market_ms=market_ms,
+        state_entry_market_ms=market_ms,
+    )
+
+
+def close_out(trade: Trade, reason: str, market_ms: int) -> None:
+    """Mark a trade CLOSED (kept in history) with the broker's reason, as one state step."""
+    trade.transitions.append(
+        {"from": trade.state.value, "to": TradeState.CLOSED.value, "market_ms": market_ms, "reason": reason}
+    )
+    trade.state = TradeState.CLOSED
+    trade.epoch += 1
+    trade.closed_reason = reason
+    trade.state_entry_market_ms = market_ms
+
+
+class Reconciler:
+    """One pass compares every managed trade with its broker position; run at start and every interval."""
+
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        engine: Engine,
+        market: Clock,
+        wall: Clock,
+        events: EventSink,
+        *,
+        adopt: AdoptPolicy,
+        adopt_min_age_s: float,
+        magic: int,
+        settle_window_s: float,
+        settle_open: SettleOpen,
+    ) -> None:
+        self._db, self._broker, self._engine = db, broker, engine
+        self._market, self._wall, self._events = market, wall, events
+        self._adopt, self._min_age_ms, self._magic = adopt, int(adopt_min_age_s * 1000), magic
+        self._settle_window_ms = int(settle_window_s * 1000)
+        self._settle_open = settle_open
+        self._passes: dict[int, int] = {}
+        self._known: set[int] = set()
+        self.passes = 0
+        self.last_pass_wall_ms: int | None = None
+
+    async def load(self) -> list[Trade]:
+        """Read every stored trade; remember all tickets (closed ones too) and return the active ones."""
+        trades: list[Trade] = await self._db.read(lambda conn: list_trades(conn, active_only=False))
+        self._known = {t.ticket for t in trades}
+        return [t for t in trades if t.active]
+
+    def remember(self, ticket: int) -> None:
+        self._known.add(ticket)
+
+    async def pass_once(self) -> ReconcileReport:
+        report = ReconcileReport()
+        positions = {p.ticket: p for p in await self._broker.positions()}
+        for trade in list(self._engine.trades.values()):
+            async with self._engine.lock(trade.ticket):
+                await self._check_trade(trade, positions.get(trade.ticket), report)
+        await self._adopt_unknown(positions, report)
+        await self._settle(positions, report)
+        self.passes += 1
+        self.last_pass_wall_ms = self._wall.now_ms()
+        return report
+
+    async def _check_trade(self, trade: Trade, position: Position | None, report: ReconcileReport) -> None:
+        if not trade.active:
+            return
+        if position is None:
+            deals = await self._broker.deals(position=trade.identifier)
+            outs = [d for d in deals if d.entry is DealEntry.OUT]
+            reason = outs[-1].reason.value if outs else "unknown"
+            close_out(trade, reason, self._market.now_ms())
+            await self._save(trade)
+            self._engine.forget(trade.ticket)
+            report.closed.append(trade.ticket)
+            self._events.emit("trade_closed", ticket=trade.ticket, symbol=trade.symbol, reason=reason)
+            return
+        changed = False
+        if not trade.verified:
+            if position.symbol == trade.symbol and position.direction is trade.direction:
+                trade.verified = True
+            else:
+                trade.quarantined = True
+                trade.warnings.append("registration contradicts the broker position")
+            changed = True
+        if (position.sl, position.tp, position.volume) != (trade.stop_loss, trade.take_profit, trade.volume):
+            trade.stop_loss, trade.take_profit, trade.volume = position.sl, position.tp, position.volume
+            changed = True
+        if changed:
+            await self._save(trade)
+            report.synced.append(trade.ticket)
+
+    async def _adopt_unknown(self, positions: dict[int, Position], report: ReconcileReport) -> None:
+        if self._adopt is AdoptPolicy.NONE:
+            return
+        now = self._market.now_ms()
+        for position in positions.values():
+            if position.ticket in self._known or position.comment.startswith("DTMS_H"):
+                continue
+            if self._adopt is AdoptPolicy.MAGIC and position.magic != self._magic:
+                continue
+            if now - position.time_ms < self._min_age_ms:
+                continue
+            trade = trade_from_position(position, now, adopted=True)
+            wall_ms = self._wall.now_ms()
+            inserted = await self._db.write(partial(insert_trade, trade=trade, wall_ms=wall_ms))
+            self._known.add(position.ticket)
+            if inserted:
+                self._engine.track(trade)
+                report.adopted.append(trade.ticket)
+                self._events.emit("trade_adopted", ticket=trade.ticket, symbol=trade.symbol)
+
+    async def _settle(self, positions: dict[int, Position], report: ReconcileReport) -> None:
+        """Decide journaled actions whose outcome is unknown, by reading the broker, never by resending."""
+        actions: list[ActionRecord] = await self._db.read(open_actions)
+        now = self._wall.now_ms()
+        for action in actions:
+            passes = self._passes[action.id] = self._passes.get(action.id, 0) + 1
+            expired = passes >= 2 and now - action.wall_ms >= self._settle_window_ms
+            if action.kind is ActionKind.OPEN:
+                found = _find_tagged(positions, f"dtms:{action.id}")
+                if found is not None or expired:
+                    await self._settle_open(action, found, expired)
+                    report.settled.append(action.id)
+            elif action.kind is ActionKind.MODIFY_STOPS:
+                await self._settle_stops(action, positions.get(action.ticket), expired, report)
+
+    async def _settle_stops(
+        self, action: ActionRecord, position: Position | None, expired: bool, report: ReconcileReport
+    ) -> None:
+        wanted = (action.request.get("sl"), action.request.get("tp"))
+        applied = position is not None and (position.sl, position.tp) == wanted
+        if not applied and not expired:
+            return
+        status = JournalStatus.DONE if applied else JournalStatus.FAILED
+        error = None if applied else "not applied at the broker (settled by reconciliation)"
+        trade = self._engine.trades.get(action.ticket)
+        if applied and trade is not None and action.reason == "breakeven":
+            trade.breakeven_triggered = True
+        wall_ms = self._wall.now_ms()
+
+        def write(conn: Any) -> None:
+            update_action(conn, action.id, status.value, error=error, wall_ms=wall_ms)
+            if trade is not None:
+                save_trade(conn, trade, wall_ms)
+
+        await self._db.write(write)
+        report.settled.append(action.id)
+        self._events.emit("action_settled", ticket=action.ticket, action_id=action.id, status=status.value)
+
+    async def _save(self, trade: Trade) -> None:
+        wall_ms = self._wall.now_ms()
+        await self._db.write(lambda conn: save_trade(conn, trade, wall_ms))
+
+    async def stored(self, ticket: int) -> Trade | None:
+        return await self._db.read(lambda conn: get_trade(conn, ticket))
+
+
+def _find_tagged(positions: dict[int, Position], tag: str) -> Position | None:
+    for position in positions.values():
+        if position.comment.split(" ", 1)[0] == tag:
+            return position
+    return None

@@ -1,0 +1,49 @@
+"""How a trade is shown to the outside: the `trade_info` shape of SPEC-api.md."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from dtms.domain.trade import Trade
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as ISO-8601 UTC (None stays None, 0 means never)."""
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def trade_info(trade: Trade) -> dict[str, Any]:
+    return {
+        "ticket": trade.ticket,
+        "identifier": trade.identifier,
+        "symbol": trade.symbol,
+        "direction": trade.direction.value,
+        "entry_price": trade.entry_price,
+        "volume": trade.volume,
+        "stop_loss": trade.stop_loss,
+        "take_profit": trade.take_profit,
+        "initial_stop_loss": trade.initial_stop_loss,
+        "state": trade.state.value,
+        "epoch": trade.epoch,
+        "managed_by": trade.managed_by.value,
+        "strategy_type": trade.strategy_type,
+        "trade_type": trade.trade_type.value,
+        "breakeven_triggered": trade.breakeven_triggered,
+        "adopted": trade.adopted,
+        "current_score": trade.score,
+        "sub_scores": {},
+        "regime": None,
+        "state_entry_time": iso(trade.state_entry_market_ms),
+        "registered_at": iso(trade.registered_market_ms),
+        "closed_reason": trade.closed_reason,
+        "warnings": list(trade.warnings),
+        "timers": dict(trade.timers),
+        "hedge_ticket": trade.hedge_ticket,
+        "children": list(trade.children),
+        "quarantined": trade.quarantined,
+        "verified": trade.verified,
+        "actions_taken": list(trade.transitions),
+    }

@@ -1,0 +1,115 @@
+"""Assembles a leader: clocks, executor, engine, reconciliation, recovery at start, and its tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from dtms.brokers.base import Broker
+from dtms.brokers.paper.broker import PaperBroker
+from dtms.brokers.paper.feed import SyntheticFeed
+from dtms.brokers.paper.symbols import build_symbols
+from dtms.config import AppConfig, ConfigError
+from dtms.domain.broker_types import Position
+from dtms.domain.clock import MarketClock
+from dtms.domain.trade import ActionRecord
+from dtms.guardian.engine import Engine
+from dtms.guardian.executor import Executor, Fence
+from dtms.guardian.reconcile import Reconciler
+from dtms.guardian.service import settle_open
+
+if TYPE_CHECKING:
+    from dtms.guardian.runtime import Leader, Runtime
+
+log = structlog.get_logger("dtms.wiring")
+
+
+async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_ms: int) -> Leader:
+    """Recover from the broker (the truth) before acting, then start the loops."""
+    from dtms.guardian.runtime import Leader
+
+    settings, engine_config = rt.settings, rt.config.engine
+    start_ms = stored_clock_ms
+    if isinstance(broker, PaperBroker):
+        start_ms = max(start_ms, broker.market_time_ms())
+    market = MarketClock(start_ms)
+    executor = Executor(
+        rt.db,
+        broker,
+        rt.fence,
+        market,
+        rt.wall,
+        rt.events,
+        broker_timeout=settings.broker_timeout,
+        shadow=settings.mode == "shadow",
+    )
+    engine = Engine(rt.db, broker, executor, engine_config, market, rt.events, fence.account, rt.wall)
+    holder: list[Leader] = []
+
+    async def settle(action: ActionRecord, position: Position | None, expired: bool) -> None:
+        await settle_open(rt.service, holder[0], action, position, expired)
+
+    reconciler = Reconciler(
+        rt.db,
+        broker,
+        engine,
+        market,
+        rt.wall,
+        rt.events,
+        adopt=settings.adopt_unregistered,
+        adopt_min_age_s=engine_config.adoption.min_age_s,
+        magic=settings.magic,
+        settle_window_s=2 * settings.broker_timeout,
+        settle_open=settle,
+    )
+    leader = Leader(broker, engine, executor, reconciler, market, fence)
+    holder.append(leader)
+    for trade in await reconciler.load():
+        engine.track(trade)
+    report = await reconciler.pass_once()
+    log.info(
+        "recovered",
+        trades=len(engine.trades),
+        closed=report.closed,
+        adopted=report.adopted,
+        settled=report.settled,
+    )
+    leader.tasks.append(asyncio.create_task(engine.run(), name="dtms-engine"))
+    leader.tasks.append(
+        asyncio.create_task(
+            _reconcile_forever(reconciler, settings.reconcile_interval), name="dtms-reconcile"
+        )
+    )
+    if isinstance(broker, PaperBroker) and settings.paper_feed == "synthetic":
+        symbols = sorted({t.symbol for t in engine.trades.values()} | {"EURUSD", "GBPUSD", "XAUUSD"})
+        rt.feed = SyntheticFeed(
+            broker, symbols, seed=settings.paper_seed, speed=settings.speed_factor or 60.0
+        )
+        rt.feed.start()
+    return leader
+
+
+async def _reconcile_forever(reconciler: Reconciler, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reconciler.pass_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed pass is retried next interval, and said loudly
+            log.exception("reconcile_failed", error=str(exc))
+
+
+def make_broker(config: AppConfig) -> Broker:
+    """The broker the settings select; only the paper broker exists in this version."""
+    settings = config.settings
+    if settings.broker != "paper":
+        raise ConfigError("DTMS_BROKER: 'mt5' is not available in this version; use 'paper'")
+    symbols = build_symbols(
+        {name: override.model_dump(exclude_none=True) for name, override in config.engine.symbols.items()}
+    )
+    return PaperBroker(
+        settings.paper_path, symbols=symbols, seed=settings.paper_seed, account_id=settings.account
+    )

@@ -1,0 +1,48 @@
+"""structlog set-up (JSON or console) and the logging event sink the core reports through."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+
+def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
+    """Route structlog and the stdlib logging to stderr, as JSON lines or for people."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processors=[*shared, renderer], foreign_pre_chain=shared)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class LoggingEventSink:
+    """The first event sink: every engine event becomes one structured log line."""
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("dtms.events")
+
+    def emit(self, event: str, **fields: Any) -> None:
+        level = "warning" if event in _WARN_EVENTS else "info"
+        getattr(self._log, level)(event, **fields)
+
+
+_WARN_EVENTS = frozenset({"action_failed", "action_ambiguous", "trade_quarantined", "fenced", "lease_lost"})

@@ -1,0 +1,1 @@
+"""Managers: pure policies that turn (trade, market view, clock) into intents."""

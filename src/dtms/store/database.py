@@ -1,0 +1,72 @@
+"""The store as the service sees it: one engine, one group-commit writer, reads on their own connections."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import Connection
+
+from dtms.store.db import make_engine
+from dtms.store.migrate import migrate
+from dtms.store.writer import GroupWriter
+
+T = TypeVar("T")
+log = structlog.get_logger("dtms.store")
+
+
+class Database:
+    """Writes go through the single writer (answered after their commit); reads run in worker threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.writer: GroupWriter | None = None
+
+    def open(self) -> None:
+        """Migrate the schema to head and start the writer; raises when the store cannot be reached."""
+        migrate(self.engine)
+        self.writer = GroupWriter(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        return await self._writer().run(fn)
+
+    def write_sync(self, fn: Callable[[Connection], T], timeout: float = 30.0) -> T:
+        return self._writer().run_sync(fn, timeout)
+
+    def submit(self, fn: Callable[[Connection], T]) -> concurrent.futures.Future[T]:
+        """Queue a write without waiting for it; a failure is logged, never lost silently."""
+        future = self._writer().submit(fn)
+        future.add_done_callback(_log_failure)
+        return future
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        return await asyncio.to_thread(self.read_sync, fn)
+
+    def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self.engine.dispose()
+
+    def _writer(self) -> GroupWriter:
+        if self.writer is None:
+            raise RuntimeError("the store is not open")
+        return self.writer
+
+
+def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("background_write_failed", error=str(exc), error_type=type(exc).__name__)
