@@ -15,8 +15,8 @@ from dtms.config import AppConfig, ConfigError, load_config
 app = typer.Typer(help="DTMS: one guardian per trading account.", no_args_is_help=True)
 trade_app = typer.Typer(help="One trade.", no_args_is_help=True)
 app.add_typer(trade_app, name="trade")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _config() -> AppConfig:

@@ -98,9 +98,7 @@ def _lease(config: AppConfig, account: str | None) -> Check:
         return ("lease", True, f"no account yet; the lease will live in {lock_dir}")
     engine = make_engine(config.settings.database_url)
     try:
-        lease = make_lease(engine, lock_dir, account)
-        if lease.try_acquire():
-            lease.release()
+        if make_lease(engine, lock_dir, account).is_free():
             return ("lease", True, f"account {account} is free: this instance would lead")
         return ("lease", True, f"account {account} is held by a running DTMS: this instance would stand by")
     except (SQLAlchemyError, OSError) as exc:

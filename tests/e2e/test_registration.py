@@ -42,8 +42,10 @@ def _counts(home: Path) -> tuple[int, int, int]:
     return counts  # type: ignore[return-value]
 
 
-def _open(server: Server, direction: str = "BUY", symbol: str = "EURUSD") -> dict[str, Any]:
-    r = server.post("/paper/positions", json={"symbol": symbol, "direction": direction, "volume": 0.1})
+def _open(server: Server, direction: str = "BUY", symbol: str = "EURUSD", **levels: float) -> dict[str, Any]:
+    r = server.post(
+        "/paper/positions", json={"symbol": symbol, "direction": direction, "volume": 0.1, **levels}
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -72,7 +74,7 @@ def test_fifty_positions_hundred_concurrent_registrations(server: Server) -> Non
 
 
 def test_repeat_reports_differences(server: Server) -> None:
-    ticket = _open(server, "SELL", "GBPUSD")["ticket"]
+    ticket = _open(server, "SELL", "GBPUSD", stop_loss=1.28)["ticket"]
     body = {"ticket": ticket, "symbol": "GBPUSD", "direction": "sell", "sl": 1.28}
     first = server.post("/dtms/trade/enable", json=body)
     assert first.status_code == 200 and first.json()["already_registered"] is False
@@ -81,6 +83,14 @@ def test_repeat_reports_differences(server: Server) -> None:
     again = server.post("/dtms/trade/enable", json={**body, "volume": 0.2})
     assert again.json()["already_registered"] is True
     assert again.json()["differences"] == {"volume": {"stored": 0.1, "requested": 0.2}}
+    # The broker is the source of truth: a stop the position does not have is reported, not recorded.
+    bare = _open(server, "SELL", "GBPUSD")["ticket"]
+    assert (
+        server.post("/dtms/trade/enable", json={**body, "ticket": bare}).json()["trade_info"]["stop_loss"]
+        is None
+    )
+    repeat = server.post("/dtms/trade/enable", json={**body, "ticket": bare}).json()
+    assert repeat["differences"] == {"stop_loss": {"stored": None, "requested": 1.28}}
 
 
 def test_unknown_ticket_is_404(server: Server) -> None:

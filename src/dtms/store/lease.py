@@ -33,6 +33,10 @@ class Lease(Protocol):
 
     def release(self) -> None: ...
 
+    def is_free(self) -> bool:
+        """Whether nobody holds the lease now (a probe: no epoch is taken)."""
+        ...
+
     def is_current(self) -> bool:
         """We hold the lock and the store's epoch for the account is still ours."""
         ...
@@ -146,6 +150,21 @@ class FileLease:
     def is_current(self) -> bool:
         return self._fd is not None and _epoch_is(self._engine, self.account, self._epoch)
 
+    def is_free(self) -> bool:
+        """Whether no instance holds the lock now; takes and drops it at once, without a new epoch."""
+        if self._fd is not None:
+            return False
+        if not self.path.exists():
+            return True
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+
     def _unlock(self) -> None:
         fd, self._fd, self._epoch = self._fd, None, None
         if fd is None:
@@ -215,6 +234,17 @@ class PgAdvisoryLease:
             log.warning("the lease connection of account %s is gone", self.account, exc_info=True)
             return False
         return _epoch_is(self._engine, self.account, self._epoch)
+
+    def is_free(self) -> bool:
+        """Whether no session holds the advisory lock now; takes and drops it at once, without a new epoch."""
+        if self._conn is not None:
+            return False
+        with self._engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar_one())
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            conn.rollback()
+        return got
 
     def _unlock(self) -> None:
         conn, self._conn, self._epoch = self._conn, None, None

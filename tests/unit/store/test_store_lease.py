@@ -75,6 +75,26 @@ def test_one_holder_and_epoch_increments_on_takeover(
         second.release()
 
 
+def test_is_free_probes_without_taking_an_epoch(
+    engine: Engine, second_engine: Engine, tmp_path: Path, account: str
+) -> None:
+    holder: Lease = make_lease(engine, tmp_path / "locks", account)
+    prober: Lease = make_lease(second_engine, tmp_path / "locks", account)
+    try:
+        assert prober.is_free() is True
+        assert _epoch(engine, account) is None  # probing granted nothing
+        assert holder.try_acquire() is True
+        assert prober.is_free() is False
+        assert holder.is_free() is False
+        assert holder.is_current() and holder.epoch == 1  # the probe did not disturb the holder
+        holder.release()
+        assert prober.is_free() is True
+        assert prober.try_acquire() is True and prober.epoch == 2
+    finally:
+        holder.release()
+        prober.release()
+
+
 def test_revoke_makes_the_holder_stale(engine: Engine, tmp_path: Path, account: str) -> None:
     lease = make_lease(engine, tmp_path, account)
     try:
