@@ -10,8 +10,10 @@ synchronous=FULL). Each phase runs for a fixed wall time and prints:
 - group: every producer calls ``writer.run_sync(lambda conn: insert_trade(conn, t, ms))`` on one
   GroupWriter, which commits the queued inserts in groups;
 
-with throughput (rows/s), latency p50/p99 per insert (ms), for the group writer its commits and average
-batch (items / commits), and the group/baseline throughput ratio.
+with throughput (rows/s), latency p50/p99 per insert (ms, measured around the call), the mean cycle per
+insert (producers x wall time / rows: what a closed-loop producer lives, GIL waits between calls
+included), for the group writer its commits and average batch (items / commits), and the
+group/baseline throughput ratio.
 
 When DTMS_TEST_PG_URL is set the same two phases run on PostgreSQL too. WARNING: that drops every table
 of that database (before each phase), so point it at a throw-away database.
@@ -56,9 +58,16 @@ class Result:
     commits: int | None = None
     items: int | None = None
 
+    producers: int = 1
+
     @property
     def throughput(self) -> float:
         return self.rows / self.elapsed_s
+
+    @property
+    def cycle_ms(self) -> float:
+        """Mean time per insert as a producer lives it (Little's law): waits outside the call included."""
+        return self.producers * self.elapsed_s / self.rows * 1000 if self.rows else float("nan")
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -140,7 +149,7 @@ def run_producers(
     flat = [ms for per in latencies for ms in per]
     if stored != len(flat):
         raise RuntimeError(f"{name}: {len(flat)} inserts answered but {stored} trades stored")
-    return Result(name, len(flat), sum(errors), elapsed, flat)
+    return Result(name, len(flat), sum(errors), elapsed, flat, producers=producers)
 
 
 def bench_baseline(url: str, producers: int, seconds: float) -> Result:
@@ -183,7 +192,7 @@ def report(backend: str, results: list[Result]) -> None:
     print(f"\n{backend}")
     header = (
         f"{'mode':<9} {'rows':>7} {'errors':>6} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'commits':>8} {'avg batch':>9}"
+        f"{'cycle ms':>8} {'commits':>8} {'avg batch':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -192,10 +201,14 @@ def report(backend: str, results: list[Result]) -> None:
         batch = "-" if not r.commits or r.items is None else f"{r.items / r.commits:.1f}"
         print(
             f"{r.name:<9} {r.rows:>7} {r.errors:>6} {r.throughput:>9.0f} {r.percentile(0.50):>8.2f} "
-            f"{r.percentile(0.99):>8.2f} {commits:>8} {batch:>9}"
+            f"{r.percentile(0.99):>8.2f} {r.cycle_ms:>8.2f} {commits:>8} {batch:>9}"
         )
     baseline, group = results
     print(f"group/baseline throughput: {group.throughput / baseline.throughput:.2f}x")
+    print(
+        "(p50/p99: time inside the insert call; cycle: producers x wall time / rows, which also counts "
+        "the time a producer waits for the GIL between calls)"
+    )
 
 
 def run_backend(backend: str, url_for: Callable[[str], str], producers: int, seconds: float) -> None:

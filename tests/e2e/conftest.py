@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.server import Server, make_server
+from tests.pg import empty_pg, needs_pg
 
 
 @pytest.fixture
@@ -23,3 +24,9 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield _spawn
     for server in started:
         server.kill()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[needs_pg, pytest.mark.postgres])])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Server settings for each store: the default SQLite file, or an emptied PostgreSQL database."""
+    return {} if request.param == "sqlite" else {"DTMS_DB_URL": empty_pg()}

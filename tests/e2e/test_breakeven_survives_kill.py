@@ -64,8 +64,10 @@ def paper_positions(server: Server) -> dict[int, dict[str, Any]]:
     return {p["ticket"]: p for p in server.get("/paper/positions").json()["positions"]}
 
 
-def test_breakeven_reaches_broker_and_survives_sigkill(spawn: Callable[..., Server]) -> None:
-    server = spawn()
+def test_breakeven_reaches_broker_and_survives_sigkill(
+    spawn: Callable[..., Server], store_env: dict[str, str]
+) -> None:
+    server = spawn(**store_env)
     server.wait_ready()
     for n, case in enumerate(CASES.values()):
         tick(server, case["symbol"], case["open"], T0 + n)
@@ -115,7 +117,7 @@ def test_breakeven_reaches_broker_and_survives_sigkill(spawn: Callable[..., Serv
     assert len(paper_positions(server)) == 2
 
     server.kill()
-    restarted = spawn(home=server.home)
+    restarted = spawn(home=server.home, **store_env)
     restarted.wait_ready()
     for d, case in CASES.items():
         body = restarted.get(f"/dtms/trade/{tickets[d]}").json()

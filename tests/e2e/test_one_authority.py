@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, text
 
+from dtms.store.db import make_engine
 from dtms.store.lease import revoke
 from tests.e2e.server import Server, wait_until
 
@@ -23,18 +24,24 @@ def _open_buy(server: Server, key: str) -> int:
     return int(r.json()["ticket"])
 
 
+def _store(server: Server) -> Engine:
+    return make_engine(server.env.get("DTMS_DB_URL") or f"sqlite:///{server.home / 'dtms.db'}")
+
+
 def _fencing_epochs(server: Server) -> set[int]:
-    engine = create_engine(f"sqlite:///{server.home / 'dtms.db'}")
+    engine = _store(server)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT DISTINCT fencing_epoch FROM journal")).scalars().all()
     engine.dispose()
     return set(rows)
 
 
-def test_standby_refuses_writes_and_takes_over_within_15s(spawn: Callable[..., Server]) -> None:
-    leader = spawn()
+def test_standby_refuses_writes_and_takes_over_within_15s(
+    spawn: Callable[..., Server], store_env: dict[str, str]
+) -> None:
+    leader = spawn(**store_env)
     leader.wait_ready()
-    standby = spawn(home=leader.home)
+    standby = spawn(home=leader.home, **store_env)
     standby.wait_role("standby")
 
     health = standby.health()
@@ -86,11 +93,11 @@ def test_standby_refuses_writes_and_takes_over_within_15s(spawn: Callable[..., S
     assert len(epochs_after) == 2 and max(epochs_after) > max(epochs_before)
 
 
-def test_revoked_leader_stops_and_exits(spawn: Callable[..., Server]) -> None:
-    leader = spawn()
+def test_revoked_leader_stops_and_exits(spawn: Callable[..., Server], store_env: dict[str, str]) -> None:
+    leader = spawn(**store_env)
     leader.wait_ready()
     account = leader.get("/paper/account").json()["login"]
-    engine = create_engine(f"sqlite:///{leader.home / 'dtms.db'}")
+    engine = _store(leader)
     revoke(engine, account)
     engine.dispose()
     assert leader.proc is not None

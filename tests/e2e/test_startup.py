@@ -1,4 +1,4 @@
-"""Start-up: an unreachable store ends in init_failed and exit 1; bad config stops the start naming the key."""
+"""Start-up: an unreachable store ends in init_failed and exit 1; bad config stops it, naming the key."""
 
 from __future__ import annotations
 

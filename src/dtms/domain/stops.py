@@ -48,5 +48,5 @@ def take_profit_within_limits(direction: Direction, tp: float, tick: Tick, info:
 def round_volume_down(volume: float, info: SymbolInfo) -> float:
     """Volumes round down to the step (never up: a partial close must not exceed what was asked)."""
     steps = math.floor(volume / info.volume_step + _EPS)
-    decimals = max(0, -int(math.floor(math.log10(info.volume_step))))
+    decimals = max(0, -math.floor(math.log10(info.volume_step)))
     return round(steps * info.volume_step, decimals)

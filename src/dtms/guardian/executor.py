@@ -102,7 +102,7 @@ class Executor:
         request: dict[str, Any],
         error: str | None = None,
     ) -> int:
-        """Write one journal row for this trade (fenced, keyed identifier:reason:epoch:seq); returns its id."""
+        """Write one fenced journal row for this trade, keyed identifier:reason:epoch:seq; return its id."""
         fence = self.current_fence()
         market_ms, wall_ms = self._market.now_ms(), self._wall.now_ms()
 

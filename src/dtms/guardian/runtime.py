@@ -123,7 +123,7 @@ class Runtime:
             await self._initialise()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # every start failure ends in init_failed with its reason
+        except Exception as exc:  # noqa: BLE001 - every start failure ends in init_failed, with its reason
             await self._init_failed(exc)
             return
         await self._contend()
@@ -181,7 +181,7 @@ class Runtime:
             await self._lead()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a failed recovery must not leave a half leader acting
+        except Exception as exc:  # noqa: BLE001 - a failed recovery must not leave a half leader acting
             await self._step_down()
             await self._init_failed(exc)
 

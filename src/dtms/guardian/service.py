@@ -331,7 +331,8 @@ class DTMSService:
             "price_executed": price or position.price_open,
             "volume": position.volume,
             "managed_by": trade.managed_by.value,
-            "summary": f"opened {position.direction.value} {position.volume} {position.symbol} #{position.ticket}",
+            "summary": f"opened {position.direction.value} {position.volume} {position.symbol} "
+            f"#{position.ticket}",
         }
         wall_ms = self._rt.wall.now_ms()
 

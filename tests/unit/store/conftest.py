@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine
+from tests.pg import PG_URL, drop_everything
 
 from dtms.domain.enums import Direction
 from dtms.domain.trade import Trade
@@ -17,8 +17,6 @@ from dtms.store.db import make_engine
 from dtms.store.lease import revoke
 from dtms.store.migrate import migrate
 from dtms.store.writer import GroupWriter
-
-PG_URL = os.environ.get("DTMS_TEST_PG_URL", "")
 
 BACKENDS = [
     "sqlite",
@@ -30,14 +28,6 @@ BACKENDS = [
         ],
     ),
 ]
-
-
-def drop_everything(engine: Engine) -> None:
-    """Drop every table of the database, alembic_version included."""
-    with engine.begin() as conn:
-        existing = MetaData()
-        existing.reflect(conn)
-        existing.drop_all(conn)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,0 +1,57 @@
+"""The front door: `make run` serves a ready leader on 127.0.0.1:8001 with a moving synthetic market."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.server import REPO, wait_until
+
+URL = "http://127.0.0.1:8001"
+
+
+def test_make_run_serves_health_within_60_s(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        busy = probe.connect_ex(("127.0.0.1", 8001)) == 0
+    assert not busy, "port 8001 is in use; stop what holds it to run this test"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTMS_")}
+    env.update(DTMS_HOME=str(tmp_path / "data"), DTMS_LOCK_DIR=str(tmp_path / "locks"))
+    log = (tmp_path / "make-run.log").open("wb")
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        started = time.monotonic()
+        wait_until(lambda: httpx.get(f"{URL}/dtms/health", timeout=2).status_code == 200, 60, interval=0.25)
+        assert time.monotonic() - started < 60
+        body = httpx.get(f"{URL}/dtms/health").json()
+        assert body["role"] == "leader" and body["ready"] is True
+
+        def market_time() -> str | None:
+            value: str | None = httpx.get(f"{URL}/paper/account", timeout=2).json()["market_time"]
+            return value
+
+        first = wait_until(market_time, 10)
+        wait_until(lambda: (market_time() or "") > first, 10)  # the simulated market moves
+        output = (tmp_path / "make-run.log").read_text()
+        assert "http://127.0.0.1:8001" in output  # the URL is printed
+        assert str(tmp_path / "data") in output  # and where the data lives
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
