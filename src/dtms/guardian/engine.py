@@ -15,10 +15,11 @@ from dtms.domain.clock import Clock, MarketClock
 from dtms.domain.enums import ActionKind, JournalStatus, Owner
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
-from dtms.guardian.executor import Executor
+from dtms.guardian.executor import Executor, NoLease
 from dtms.managers.exits import MANAGER as EXITS
 from dtms.managers.exits import BreakevenRule, Skip, breakeven
 from dtms.store.database import Database
+from dtms.store.journal import FencedOut
 from dtms.store.meta import advance_market_clock
 from dtms.store.trades import save_trade
 
@@ -81,13 +82,17 @@ class Engine:
         self.last_tick_wall_s = loop.time()
         if self._market.advance(tick.time_ms):
             self.last_tick_market_ms = tick.time_ms
-            account, ms = self._account, tick.time_ms
-            self._db.submit(lambda conn: advance_market_clock(conn, account, ms))
+            ms = self._market.now_ms()
+            self._db.submit(
+                self._executor.current_fence().guard(
+                    lambda conn: advance_market_clock(conn, self._account, ms)
+                )
+            )
         for trade in [t for t in self.trades.values() if t.symbol == tick.symbol]:
             try:
                 await self.evaluate(trade, tick)
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, FencedOut, NoLease):
+                raise  # a fenced leader stops acting at once; the lease watch ends the process
             except Exception as exc:  # one bad trade is quarantined, never the loop (invariant 6)
                 log.exception("evaluate_failed", ticket=trade.ticket, symbol=trade.symbol, error=str(exc))
                 trade.quarantined = True
@@ -141,4 +146,4 @@ class Engine:
         def write(conn: Any) -> None:
             save_trade(conn, trade, wall_ms)
 
-        await self._db.write(write)
+        await self._db.write(self._executor.current_fence().guard(write))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from sqlalchemy import Connection
 
 from dtms.brokers.base import Broker, BrokerUnavailable
 from dtms.domain.broker_types import BrokerResult
@@ -16,10 +17,11 @@ from dtms.domain.enums import ActionKind, JournalStatus, Outcome
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
 from dtms.store.database import Database
-from dtms.store.journal import insert_action, update_action
+from dtms.store.journal import check_fence, insert_action, update_action
 from dtms.store.trades import next_action_seq, save_trade
 
 log = structlog.get_logger("dtms.executor")
+T = TypeVar("T")
 
 MAX_FAILURES = 3
 
@@ -40,6 +42,15 @@ class Fence:
 
     account: str
     epoch: int
+
+    def guard(self, fn: Callable[[Connection], T]) -> Callable[[Connection], T]:
+        """The same write, refused (FencedOut, nothing written) once another instance holds the lease."""
+
+        def fenced(conn: Connection) -> T:
+            check_fence(conn, self.account, self.epoch)
+            return fn(conn)
+
+        return fenced
 
 
 class NoLease(Exception):
@@ -207,4 +218,4 @@ class Executor:
             if trade is not None:
                 save_trade(conn, trade, wall_ms)
 
-        await self._db.write(write)
+        await self._db.write(self.current_fence().guard(write))

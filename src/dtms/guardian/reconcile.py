@@ -16,6 +16,7 @@ from dtms.domain.enums import ActionKind, AdoptPolicy, DealEntry, JournalStatus,
 from dtms.domain.events import EventSink
 from dtms.domain.trade import ActionRecord, Trade
 from dtms.guardian.engine import Engine
+from dtms.guardian.executor import Fence
 from dtms.store.database import Database
 from dtms.store.journal import open_actions, update_action
 from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
@@ -75,6 +76,7 @@ class Reconciler:
         wall: Clock,
         events: EventSink,
         *,
+        fence: Fence,
         adopt: AdoptPolicy,
         adopt_min_age_s: float,
         magic: int,
@@ -86,6 +88,7 @@ class Reconciler:
         self._adopt, self._min_age_ms, self._magic = adopt, int(adopt_min_age_s * 1000), magic
         self._settle_window_ms = int(settle_window_s * 1000)
         self._settle_open = settle_open
+        self._fence = fence
         self._passes: dict[int, int] = {}
         self._known: set[int] = set()
         self.passes = 0
@@ -153,7 +156,9 @@ class Reconciler:
                 continue
             trade = trade_from_position(position, now, adopted=True)
             wall_ms = self._wall.now_ms()
-            inserted = await self._db.write(partial(insert_trade, trade=trade, wall_ms=wall_ms))
+            inserted = await self._db.write(
+                self._fence.guard(partial(insert_trade, trade=trade, wall_ms=wall_ms))
+            )
             self._known.add(position.ticket)
             if inserted:
                 self._engine.track(trade)
@@ -194,13 +199,13 @@ class Reconciler:
             if trade is not None:
                 save_trade(conn, trade, wall_ms)
 
-        await self._db.write(write)
+        await self._db.write(self._fence.guard(write))
         report.settled.append(action.id)
         self._events.emit("action_settled", ticket=action.ticket, action_id=action.id, status=status.value)
 
     async def _save(self, trade: Trade) -> None:
         wall_ms = self._wall.now_ms()
-        await self._db.write(lambda conn: save_trade(conn, trade, wall_ms))
+        await self._db.write(self._fence.guard(lambda conn: save_trade(conn, trade, wall_ms)))
 
     async def stored(self, ticket: int) -> Trade | None:
         return await self._db.read(lambda conn: get_trade(conn, ticket))

@@ -139,7 +139,7 @@ class DTMSService:
                 return stored, False, True
             return stored, True, False
 
-        result, already, upgraded = await self._rt.db.write(write)
+        result, already, upgraded = await self._rt.db.write(leader.fence.guard(write))
         if not already:
             leader.reconciler.remember(result.ticket)
             tracked = leader.engine.trades.get(result.ticket)
@@ -231,7 +231,7 @@ class DTMSService:
             attach_action(conn, key, action_id)
             return state, row, action_id
 
-        state, row, action_id = await self._rt.db.write(journal)
+        state, row, action_id = await self._rt.db.write(leader.fence.guard(journal))
         if state == "done":
             return int(row.response_status), dict(row.response_body)
         if state == "in_progress":
@@ -261,13 +261,15 @@ class DTMSService:
             )
         if result.outcome.value == "AMBIGUOUS":
             await self._rt.db.write(
-                lambda conn: update_action(
-                    conn,
-                    action_id,
-                    JournalStatus.AMBIGUOUS.value,
-                    result=result_dict(result),
-                    error=result.message,
-                    wall_ms=self._rt.wall.now_ms(),
+                leader.fence.guard(
+                    lambda conn: update_action(
+                        conn,
+                        action_id,
+                        JournalStatus.AMBIGUOUS.value,
+                        result=result_dict(result),
+                        error=result.message,
+                        wall_ms=self._rt.wall.now_ms(),
+                    )
                 )
             )
             raise BrokerError(
@@ -281,7 +283,7 @@ class DTMSService:
             "details": {"retcode": result.retcode, "outcome": result.outcome.value, "action_id": action_id},
         }
         await self.finish(
-            action_id, key, JournalStatus.FAILED, result_dict(result), result.message, 502, body
+            leader, action_id, key, JournalStatus.FAILED, result_dict(result), result.message, 502, body
         )
         raise BrokerError(str(body["message"]), dict(body["details"]))
 
@@ -304,7 +306,7 @@ class DTMSService:
                 "managed_by": None,
                 "summary": "opened, and the position was already closed at the broker",
             }
-            await self.finish(action_id, key, JournalStatus.DONE, result, None, 200, gone)
+            await self.finish(leader, action_id, key, JournalStatus.DONE, result, None, 200, gone)
             return 200, gone
         strategy = order.strategy_type if order else None
         trade = Trade(
@@ -347,13 +349,14 @@ class DTMSService:
             )
             finish_request(conn, key, 200, body, action_id, wall_ms)
 
-        await self._rt.db.write(write)
+        await self._rt.db.write(leader.fence.guard(write))
         leader.reconciler.remember(trade.ticket)
         leader.engine.track(trade)
         return 200, body
 
     async def finish(
         self,
+        leader: Leader,
         action_id: int,
         key: str,
         status: JournalStatus,
@@ -368,7 +371,7 @@ class DTMSService:
             update_action(conn, action_id, status.value, result=result, error=error, wall_ms=wall_ms)
             finish_request(conn, key, code, body, action_id, wall_ms)
 
-        await self._rt.db.write(write)
+        await self._rt.db.write(leader.fence.guard(write))
 
     async def trade(self, ticket: int) -> Trade | None:
         leader = self._rt.leader
@@ -427,4 +430,6 @@ async def settle_open(
         "message": "the order was not found at the broker after the settle window",
         "details": {"action_id": action.id},
     }
-    await service.finish(action.id, key, JournalStatus.FAILED, None, "not found at the broker", 502, body)
+    await service.finish(
+        leader, action.id, key, JournalStatus.FAILED, None, "not found at the broker", 502, body
+    )

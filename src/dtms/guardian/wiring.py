@@ -58,6 +58,7 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         market,
         rt.wall,
         rt.events,
+        fence=fence,
         adopt=settings.adopt_unregistered,
         adopt_min_age_s=engine_config.adoption.min_age_s,
         magic=settings.magic,

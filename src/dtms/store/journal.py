@@ -46,6 +46,21 @@ def _from_row(row: RowMapping) -> ActionRecord:
     )
 
 
+def check_fence(conn: Connection, account: str, fencing_epoch: int) -> None:
+    """Raise FencedOut unless `fencing_epoch` is the account's current lease epoch.
+
+    The lease row is read with a share lock (PostgreSQL; on SQLite the write transaction already holds
+    the database's write lock), so a takeover cannot commit between this check and the caller's commit.
+    """
+    current = conn.execute(
+        select(leases.c.epoch).where(leases.c.account == account).with_for_update(read=True)
+    ).scalar_one_or_none()
+    if current != fencing_epoch:
+        raise FencedOut(
+            f"account {account!r}: fencing epoch {fencing_epoch} is not the current lease epoch {current}"
+        )
+
+
 def insert_action(
     conn: Connection,
     *,
@@ -64,21 +79,11 @@ def insert_action(
     market_ms: int,
     wall_ms: int,
 ) -> int:
-    """Journal one action if `fencing_epoch` is still the account's lease epoch; returns its id.
-
-    The lease row is read with a share lock (PostgreSQL; on SQLite the write transaction already holds
-    the database's write lock), so a takeover cannot commit between this check and this insert's commit.
-    Raises FencedOut or DuplicateAction, writing nothing.
-    """
+    """Journal one action if `fencing_epoch` is still the account's lease epoch (check_fence, in the
+    same transaction); returns its id. Raises FencedOut or DuplicateAction, writing nothing."""
     kind_value = ActionKind(kind).value
     status_value = JournalStatus(status).value
-    current = conn.execute(
-        select(leases.c.epoch).where(leases.c.account == account).with_for_update(read=True)
-    ).scalar_one_or_none()
-    if current != fencing_epoch:
-        raise FencedOut(
-            f"account {account!r}: fencing epoch {fencing_epoch} is not the current lease epoch {current}"
-        )
+    check_fence(conn, account, fencing_epoch)
     taken = conn.execute(
         select(journal.c.id).where(journal.c.idempotency_key == idempotency_key)
     ).scalar_one_or_none()
