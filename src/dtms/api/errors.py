@@ -13,6 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dtms.guardian.errors import ServiceError
+from dtms.guardian.executor import NoLease
+from dtms.store.database import StoreUnavailable
+from dtms.store.journal import FencedOut
 
 log = structlog.get_logger("dtms.api")
 
@@ -83,6 +86,18 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return envelope(request, exc.status_code, code, str(exc.detail), {}, dict(exc.headers or {}))
 
 
+async def _store(request: Request, exc: Exception) -> JSONResponse:
+    log.error("store_unavailable", path=request.url.path, error=str(exc))
+    return envelope(
+        request, 503, "not_ready", "the store is unavailable; nothing was changed", {}, {"Retry-After": "1"}
+    )
+
+
+async def _fenced(request: Request, exc: Exception) -> JSONResponse:
+    log.error("fenced", path=request.url.path, error=str(exc))
+    return envelope(request, 503, "not_leader", "this instance lost the account lease; nothing was sent")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("internal_error", path=request.url.path, error=str(exc))
     return envelope(request, 500, "internal_error", "an unexpected error; it has been logged")
@@ -91,6 +106,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ServiceError, _service)
+    app.add_exception_handler(StoreUnavailable, _store)
+    app.add_exception_handler(FencedOut, _fenced)
+    app.add_exception_handler(NoLease, _fenced)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Exception, _unexpected)
 

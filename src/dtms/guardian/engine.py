@@ -18,7 +18,7 @@ from dtms.domain.trade import Intent, Trade
 from dtms.guardian.executor import Executor, NoLease
 from dtms.managers.exits import MANAGER as EXITS
 from dtms.managers.exits import BreakevenRule, Skip, breakeven
-from dtms.store.database import Database
+from dtms.store.database import Database, StoreUnavailable
 from dtms.store.journal import FencedOut
 from dtms.store.meta import advance_market_clock
 from dtms.store.trades import save_trade
@@ -93,6 +93,10 @@ class Engine:
                 await self.evaluate(trade, tick)
             except (asyncio.CancelledError, FencedOut, NoLease):
                 raise  # a fenced leader stops acting at once; the lease watch ends the process
+            except StoreUnavailable as exc:  # nothing journaled, so nothing sent: wait for the store
+                log.warning("store_unavailable", ticket=trade.ticket, symbol=trade.symbol, error=str(exc))
+                self._events.emit("store_unavailable", ticket=trade.ticket, error=str(exc))
+                return
             except Exception as exc:  # one bad trade is quarantined, never the loop (invariant 6)
                 log.exception("evaluate_failed", ticket=trade.ticket, symbol=trade.symbol, error=str(exc))
                 trade.quarantined = True

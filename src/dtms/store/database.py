@@ -9,12 +9,19 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from dtms.store.db import make_engine
 from dtms.store.migrate import migrate
 from dtms.store.writer import GroupWriter
 
 T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached; nothing was written, and nothing may be sent (invariant 8)."""
+
+
 log = structlog.get_logger("dtms.store")
 
 
@@ -36,7 +43,10 @@ class Database:
         return self.engine.dialect.name
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        return await self._writer().run(fn)
+        try:
+            return await self._writer().run(fn)
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"the store cannot be written: {exc.orig or exc}") from exc
 
     def write_sync(self, fn: Callable[[Connection], T], timeout: float = 30.0) -> T:
         return self._writer().run_sync(fn, timeout)
@@ -48,7 +58,10 @@ class Database:
         return future
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        return await asyncio.to_thread(self.read_sync, fn)
+        try:
+            return await asyncio.to_thread(self.read_sync, fn)
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"the store cannot be read: {exc.orig or exc}") from exc
 
     def read_sync(self, fn: Callable[[Connection], T]) -> T:
         with self.engine.connect() as conn:
