@@ -162,7 +162,7 @@ def bench_baseline(url: str, producers: int, seconds: float) -> Result:
             return insert_trade(conn, trade, wall_ms)
 
     try:
-        # Pool: the default QueuePool (5 + 10 overflow) covers 8 producers; more would wait for a connection.
+        # Pool: the default QueuePool (5 + 10 overflow) covers up to 15 producers without waiting.
         return run_producers("baseline", producers, seconds, insert, engine)
     finally:
         engine.dispose()

@@ -239,6 +239,12 @@ class DTMSService:
         if state == "mismatch":
             raise IdempotencyKeyReused("this Idempotency-Key was used with another body", {"key": key})
         assert action_id is not None
+        if self._rt.settings.mode == "shadow":
+            message = "DTMS runs in shadow mode (DTMS_MODE=shadow): it decides and journals, sends nothing"
+            details: dict[str, Any] = {"mode": "shadow", "action_id": action_id}
+            shadow = {"error": "conflict", "message": message, "details": details}
+            await self.finish(leader, action_id, key, JournalStatus.SKIPPED, None, "shadow", 409, shadow)
+            raise Conflict(message, details)
         tag = f"dtms:{action_id}"
         comment = f"{tag} {order.comment}"[:COMMENT_LIMIT] if order.comment else tag
         magic = order.magic if order.magic is not None else self._rt.settings.magic
