@@ -80,6 +80,9 @@ class Database:
 
 
 def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    if future.cancelled():
+        log.warning("background_write_cancelled")
+        return
     exc = future.exception()
     if exc is not None:
         log.error("background_write_failed", error=str(exc), error_type=type(exc).__name__)
