@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from tests.pg import PG_URL, drop_everything
+from tests.pg import PG_URL, drop_everything, needs_pg
 
 from dtms.domain.enums import Direction
 from dtms.domain.trade import Trade
@@ -22,10 +22,7 @@ BACKENDS = [
     "sqlite",
     pytest.param(
         "postgres",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(not PG_URL, reason="set DTMS_TEST_PG_URL to run the PostgreSQL store tests"),
-        ],
+        marks=[pytest.mark.postgres, needs_pg],
     ),
 ]
 

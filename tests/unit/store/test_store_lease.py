@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from tests.pg import needs_pg
 
 from dtms.store.db import make_engine
 from dtms.store.lease import (
@@ -111,9 +112,8 @@ def test_lock_file_name_is_sanitised(tmp_path: Path) -> None:
     assert lock_file_name("../../etc/passwd") == ".._.._etc_passwd.lock"
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # file leases are for SQLite stores
 def test_file_lease_blocked_by_another_process(engine: Engine, tmp_path: Path, account: str) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("file leases are for SQLite stores")
     lock_dir = tmp_path / "locks"
     lease = FileLease(engine, lock_dir, account)
     lock_dir.mkdir()
@@ -141,9 +141,8 @@ def test_file_lease_blocked_by_another_process(engine: Engine, tmp_path: Path, a
         lease.release()
 
 
+@pytest.mark.parametrize("store_url", [pytest.param("postgres", marks=needs_pg)], indirect=True)
 def test_pg_lease_lost_connection_is_not_current(engine: Engine, second_engine: Engine, account: str) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("advisory leases are for PostgreSQL stores")
     lease = PgAdvisoryLease(engine, account)
     other = PgAdvisoryLease(second_engine, account)
     try:
