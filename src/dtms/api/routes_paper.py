@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -26,39 +27,22 @@ def _paper(request: Request) -> tuple[Runtime, PaperBroker]:
 
 
 def position_view(p: Position) -> dict[str, Any]:
-    return {
-        "ticket": p.ticket,
-        "identifier": p.identifier,
-        "symbol": p.symbol,
-        "direction": p.direction.value,
-        "volume": p.volume,
-        "price_open": p.price_open,
-        "sl": p.sl,
-        "tp": p.tp,
-        "price_current": p.price_current,
-        "profit": p.profit,
-        "magic": p.magic,
-        "comment": p.comment,
-        "time": iso(p.time_ms),
-    }
+    """A position as SPEC-api.md shows it: the broker's fields, enums as text, time as ISO-8601."""
+    view = {**asdict(p), "direction": p.direction.value, "time": iso(p.time_ms)}
+    del view["time_ms"]
+    return view
 
 
 def deal_view(d: Deal) -> dict[str, Any]:
-    return {
-        "ticket": d.ticket,
-        "order": d.order,
-        "position": d.position_id,
-        "symbol": d.symbol,
+    view = {
+        **asdict(d),
         "direction": d.direction.value,
         "entry": d.entry.value,
-        "volume": d.volume,
-        "price": d.price,
-        "profit": d.profit,
         "reason": d.reason.value,
-        "magic": d.magic,
-        "comment": d.comment,
         "time": iso(d.time_ms),
     }
+    del view["time_ms"]
+    return view
 
 
 def _tick_time(value: int | str | None) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dtms.domain.broker_types import Position
 from dtms.domain.enums import ActionKind, Direction, JournalStatus, Owner, TradeState, TradeType
 
 
@@ -41,6 +42,37 @@ class Trade:
     timers: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_position(
+        cls,
+        position: Position,
+        market_ms: int,
+        *,
+        adopted: bool = False,
+        strategy_type: str | None = None,
+        trade_type: TradeType = TradeType.INTRADAY,
+    ) -> Trade:
+        """A trade for a broker position as it stands: its stop is the initial stop (R)."""
+        return cls(
+            ticket=position.ticket,
+            identifier=position.identifier,
+            symbol=position.symbol,
+            direction=position.direction,
+            entry_price=position.price_open,
+            volume=position.volume,
+            stop_loss=position.sl,
+            take_profit=position.tp,
+            initial_stop_loss=position.sl,
+            managed_by=Owner.STRATEGY if strategy_type else Owner.DTMS,
+            strategy_type=strategy_type,
+            trade_type=trade_type,
+            adopted=adopted,
+            magic=position.magic,
+            comment=position.comment,
+            registered_market_ms=market_ms,
+            state_entry_market_ms=market_ms,
+        )
 
     @property
     def active(self) -> bool:

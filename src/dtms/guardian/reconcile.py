@@ -34,25 +34,6 @@ class ReconcileReport:
     settled: list[int] = field(default_factory=list)
 
 
-def trade_from_position(position: Position, market_ms: int, *, adopted: bool) -> Trade:
-    return Trade(
-        ticket=position.ticket,
-        identifier=position.identifier,
-        symbol=position.symbol,
-        direction=position.direction,
-        entry_price=position.price_open,
-        volume=position.volume,
-        stop_loss=position.sl,
-        take_profit=position.tp,
-        initial_stop_loss=position.sl,
-        adopted=adopted,
-        magic=position.magic,
-        comment=position.comment,
-        registered_market_ms=market_ms,
-        state_entry_market_ms=market_ms,
-    )
-
-
 def close_out(trade: Trade, reason: str, market_ms: int) -> None:
     """Mark a trade CLOSED (kept in history) with the broker's reason, as one state step."""
     trade.transitions.append(
@@ -154,7 +135,7 @@ class Reconciler:
                 continue
             if now - position.time_ms < self._min_age_ms:
                 continue
-            trade = trade_from_position(position, now, adopted=True)
+            trade = Trade.from_position(position, now, adopted=True)
             wall_ms = self._wall.now_ms()
             inserted = await self._db.write(
                 self._fence.guard(partial(insert_trade, trade=trade, wall_ms=wall_ms))

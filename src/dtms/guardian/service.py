@@ -314,24 +314,11 @@ class DTMSService:
             }
             await self.finish(leader, action_id, key, JournalStatus.DONE, result, None, 200, gone)
             return 200, gone
-        strategy = order.strategy_type if order else None
-        trade = Trade(
-            ticket=position.ticket,
-            identifier=position.identifier,
-            symbol=position.symbol,
-            direction=position.direction,
-            entry_price=position.price_open,
-            volume=position.volume,
-            stop_loss=position.sl,
-            take_profit=position.tp,
-            initial_stop_loss=position.sl,
-            managed_by=Owner.STRATEGY if strategy else Owner.DTMS,
-            strategy_type=strategy,
+        trade = Trade.from_position(
+            position,
+            leader.market.now_ms(),
+            strategy_type=order.strategy_type if order else None,
             trade_type=order.trade_type if order else TradeType.INTRADAY,
-            magic=position.magic,
-            comment=position.comment,
-            registered_market_ms=leader.market.now_ms(),
-            state_entry_market_ms=leader.market.now_ms(),
         )
         body: dict[str, Any] = {
             "success": True,
