@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dtms.domain.enums import AdoptPolicy, TradeType
+from dtms.domain.enums import AdoptPolicy, MarginMode, RequestKind, TradeType
 
 KNOWN_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "US30")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class ConfigError(Exception):
@@ -73,7 +74,50 @@ class Settings(BaseSettings):
     def _feed(cls, value: str) -> str:
         if value in ("synthetic", "manual"):
             return value
-        raise ValueError("must be 'synthetic' or 'manual' (the replay feed is not available yet)")
+        if value.startswith("replay:"):
+            path = Path(value.removeprefix("replay:"))
+            if not path.is_file():
+                raise ValueError(f"replay file {path} does not exist")
+            return value
+        raise ValueError("must be 'synthetic', 'manual' or 'replay:<csv path>'")
+
+    @field_validator("mt5_time_offset")
+    @classmethod
+    def _offset(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        try:
+            hours = float(value)
+        except ValueError as exc:
+            raise ValueError(
+                "must be 'auto' or the trade server's offset from UTC in hours, e.g. 2 or -5"
+            ) from exc
+        if not math.isfinite(hours) or abs(hours) > 14:
+            raise ValueError("must be 'auto' or hours between -14 and 14")
+        return value
+
+    @model_validator(mode="after")
+    def _mt5(self) -> Settings:
+        if self.broker == "mt5" and self.mt5_bridge_host is not None:
+            if self.mt5_bridge_host not in LOOPBACK_HOSTS:
+                raise ValueError(
+                    "DTMS_MT5_BRIDGE_HOST must be a loopback address (127.0.0.1, ::1 or localhost): the "
+                    "mt5linux bridge runs any code its caller sends, so it must not listen beyond this host"
+                )
+            if self.mt5_bridge_port is None:
+                raise ValueError("DTMS_MT5_BRIDGE_PORT is required with DTMS_MT5_BRIDGE_HOST")
+        return self
+
+    @property
+    def replay_path(self) -> Path | None:
+        return (
+            Path(self.paper_feed.removeprefix("replay:")) if self.paper_feed.startswith("replay:") else None
+        )
+
+    @property
+    def mt5_offset_seconds(self) -> float | None:
+        """The trade server's offset from UTC in seconds; None for 'auto' (measured at connect)."""
+        return None if self.mt5_time_offset == "auto" else float(self.mt5_time_offset) * 3600
 
     @field_validator("paper_speed")
     @classmethod
@@ -153,6 +197,53 @@ class SymbolOverride(_Strict):
     spread_points: int | None = Field(None, ge=0)
 
 
+class FaultConfig(_Strict):
+    """One injected fault of the paper broker (SPEC-brokers.md "Fault injection")."""
+
+    kind: Literal[
+        "requote",
+        "price_changed",
+        "too_many_requests",
+        "frozen",
+        "invalid_stops",
+        "hedge_prohibited",
+        "connection_lost",
+        "market_closed",
+        "timeout_after_execute",
+        "timeout_before_execute",
+    ]
+    rate: float = Field(gt=0, le=1)
+    requests: list[RequestKind] = Field(default_factory=lambda: list(RequestKind), min_length=1)
+    seconds: float | None = Field(None, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _seconds(self) -> FaultConfig:
+        if self.kind == "connection_lost" and self.seconds is None:
+            raise ValueError("connection_lost needs 'seconds'")
+        if self.kind != "connection_lost" and self.seconds is not None:
+            raise ValueError("'seconds' applies to connection_lost only")
+        return self
+
+
+class PaperConfig(_Strict):
+    """The paper broker's account and costs (all costs off by default) and faults to inject."""
+
+    margin_mode: MarginMode = MarginMode.HEDGING
+    slippage_points: int = Field(0, ge=0)
+    commission_per_lot: float = Field(0.0, ge=0)
+    swap_per_lot_day: float = 0.0
+    delay_ms: tuple[float, float] = (0.0, 5.0)
+    faults: list[FaultConfig] = Field(default_factory=list)
+
+    @field_validator("delay_ms")
+    @classmethod
+    def _delay(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError("must be [low, high] with 0 <= low <= high")
+        return value
+
+
 class EngineConfig(_Strict):
     """The validated content of config/dtms_config.json (besides the 'service' section)."""
 
@@ -160,6 +251,7 @@ class EngineConfig(_Strict):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     adoption: AdoptionConfig = Field(default_factory=AdoptionConfig)
     symbols: dict[str, SymbolOverride] = Field(default_factory=dict)
+    paper: PaperConfig = Field(default_factory=PaperConfig)
 
     @field_validator("symbols")
     @classmethod
@@ -204,6 +296,9 @@ def _describe(exc: ValidationError, prefix: str, env_style: bool) -> str:
     parts = []
     for error in exc.errors():
         loc = ".".join(str(p) for p in error["loc"])
+        if not loc:
+            parts.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
         key = f"DTMS_{loc.upper()}" if env_style else f"{prefix}{loc}"
         parts.append(f"{key}: {error['msg']}")
     return "; ".join(parts)

@@ -5,8 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from dtms.domain.broker_types import Account, BrokerResult, Deal, Position, SymbolInfo, Tick
-from dtms.domain.enums import Direction
+from dtms.domain.broker_types import (
+    Account,
+    Bar,
+    BrokerResult,
+    CheckResult,
+    Deal,
+    Order,
+    Position,
+    SymbolInfo,
+    Tick,
+)
+from dtms.domain.enums import Direction, Timeframe
+from dtms.domain.sessions import TradingHours
 
 
 class BrokerUnavailable(Exception):
@@ -26,11 +37,33 @@ class Broker(Protocol):
 
     async def tick(self, name: str) -> Tick | None: ...
 
+    async def bars(self, name: str, timeframe: Timeframe, count: int) -> list[Bar]:
+        """The last `count` closed bars, oldest first (the forming bar is not included)."""
+        ...
+
     async def positions(self) -> list[Position]: ...
 
     async def position(self, ticket: int) -> Position | None: ...
 
     async def deals(self, since_ms: int | None = None, position: int | None = None) -> list[Deal]: ...
+
+    async def orders(self) -> list[Order]:
+        """Pending and in-flight orders."""
+        ...
+
+    async def history_orders(self, since_ms: int) -> list[Order]:
+        """Orders that ended (filled, rejected, canceled) since `since_ms`, so a lost request can be found."""
+        ...
+
+    def trading_hours(self, name: str) -> TradingHours:
+        """When the symbol trades (from the config; MT5's API exposes no sessions)."""
+        ...
+
+    async def check(
+        self, symbol: str, direction: Direction, volume: float, sl: float | None, tp: float | None
+    ) -> CheckResult:
+        """A dry run of an open (MT5 order_check): accepted or not, and the margin it would need."""
+        ...
 
     async def modify_stops(self, ticket: int, sl: float | None, tp: float | None) -> BrokerResult:
         """Set both levels (None = no level): an omitted TP means "no TP", as at MT5."""

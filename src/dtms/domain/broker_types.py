@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dtms.domain.enums import DealEntry, DealReason, Direction, MarginMode, Outcome
+from dtms.domain.enums import (
+    DealEntry,
+    DealReason,
+    Direction,
+    MarginMode,
+    OrderState,
+    Outcome,
+    Timeframe,
+    TradeMode,
+)
+
+FILLING_FOK = 1
+"""SymbolInfo.filling_modes flag: fill or kill allowed (MT5 SYMBOL_FILLING_FOK)."""
+FILLING_IOC = 2
+"""SymbolInfo.filling_modes flag: immediate or cancel allowed (MT5 SYMBOL_FILLING_IOC)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,8 @@ class SymbolInfo:
     volume_step: float
     volume_max: float
     spread_points: int
+    filling_modes: int = FILLING_FOK | FILLING_IOC
+    trade_mode: TradeMode = TradeMode.FULL
 
     @property
     def stops_distance(self) -> float:
@@ -116,3 +132,47 @@ class BrokerResult:
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.DONE
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One OHLC bar; time_ms is the bar's open time (UTC); prices are bids."""
+
+    symbol: str
+    timeframe: Timeframe
+    time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    tick_volume: int
+    spread_points: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A market order as the broker keeps it: in flight (orders()) or done (history_orders())."""
+
+    ticket: int
+    symbol: str
+    direction: Direction
+    volume: float
+    price: float
+    sl: float | None
+    tp: float | None
+    magic: int
+    comment: str
+    time_ms: int
+    state: OrderState
+    position_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """A dry run of a request (MT5 order_check): would it pass, and what margin would it need."""
+
+    ok: bool
+    retcode: int
+    message: str
+    margin: float
+    margin_free: float

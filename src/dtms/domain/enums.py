@@ -107,3 +107,50 @@ class AdoptPolicy(StrEnum):
     ALL = "all"
     MAGIC = "magic"
     NONE = "none"
+
+
+class TradeMode(StrEnum):
+    """What a symbol allows (MT5 SYMBOL_TRADE_MODE)."""
+
+    FULL = "FULL"
+    LONG_ONLY = "LONG_ONLY"
+    SHORT_ONLY = "SHORT_ONLY"
+    CLOSE_ONLY = "CLOSE_ONLY"
+    DISABLED = "DISABLED"
+
+
+class Timeframe(StrEnum):
+    M1 = "M1"
+    M5 = "M5"
+    M15 = "M15"
+    M30 = "M30"
+    H1 = "H1"
+    H4 = "H4"
+    D1 = "D1"
+
+    @property
+    def seconds(self) -> int:
+        return _TF_SECONDS[self]
+
+
+_TF_SECONDS = {"M1": 60, "M5": 300, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14400, "D1": 86400}
+
+
+class OrderState(StrEnum):
+    """Where an order ended up (pending and in-flight orders are PLACED)."""
+
+    PLACED = "PLACED"
+    FILLED = "FILLED"
+    PARTIAL = "PARTIAL"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+class RequestKind(StrEnum):
+    """The four broker requests; fault rules and timeouts are per kind."""
+
+    MODIFY_STOPS = "modify_stops"
+    CLOSE = "close"
+    OPEN = "open"
+    CLOSE_BY = "close_by"
