@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection
+from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random
 
 from dtms.brokers.base import Broker, BrokerUnavailable
 from dtms.domain.broker_types import BrokerResult
@@ -24,6 +25,7 @@ log = structlog.get_logger("dtms.executor")
 T = TypeVar("T")
 
 MAX_FAILURES = 3
+FRESH_PRICE_RETRIES = 2
 
 _STATUS_OF: dict[Outcome, JournalStatus] = {
     Outcome.DONE: JournalStatus.DONE,
@@ -142,24 +144,33 @@ class Executor:
 
         return await self._db.write(write)
 
-    async def modify_stops(self, trade: Trade, intent: Intent) -> Executed:
-        """Journal, send and record one stop/TP change; on DONE the trade's levels follow."""
-        request = {"sl": intent.sl, "tp": intent.tp, **intent.details}
-        action_id = await self.journal(
-            trade, ActionKind.MODIFY_STOPS, intent.reason, JournalStatus.PENDING, intent.manager, request
-        )
+    async def send(
+        self,
+        trade: Trade,
+        kind: ActionKind,
+        reason: str,
+        manager: str,
+        request: dict[str, Any],
+        call: Callable[[str], Awaitable[BrokerResult]],
+        *,
+        tag: str | None = None,
+        on_done: Callable[[BrokerResult], None] | None = None,
+    ) -> Executed:
+        """Journal (fenced), send once with the comment tag, record the outcome; `on_done` updates the trade
+        before the outcome's commit. The tag is `tag` or `dtms:<action id>`."""
+        action_id = await self.journal(trade, kind, reason, JournalStatus.PENDING, manager, request)
         if self._shadow:
             await self._record(action_id, JournalStatus.SKIPPED, None, "shadow", trade=None)
             return Executed(action_id, JournalStatus.SKIPPED, None)
-        result = await self._send(lambda: self._broker.modify_stops(trade.ticket, intent.sl, intent.tp))
+        comment = tag or f"dtms:{action_id}"
+        result = await self._send_retrying(lambda: call(comment))
         status = _STATUS_OF[result.outcome]
         if status is JournalStatus.DONE:
-            trade.stop_loss, trade.take_profit = intent.sl, intent.tp
-            if intent.reason == "breakeven":
-                trade.breakeven_triggered = True
-            self._failures.pop((trade.ticket, intent.reason), None)
+            if on_done is not None:
+                on_done(result)
+            self._failures.pop((trade.ticket, reason), None)
         elif status is JournalStatus.FAILED:
-            self._count_failure(trade, intent.reason)
+            self._count_failure(trade, reason)
         error = (
             None
             if status is JournalStatus.DONE
@@ -170,20 +181,105 @@ class Executor:
             "action_done" if status is JournalStatus.DONE else f"action_{status.value}",
             ticket=trade.ticket,
             symbol=trade.symbol,
-            action=intent.reason,
+            action=reason,
+            kind=kind.value,
             action_id=action_id,
-            sl=intent.sl,
-            tp=intent.tp,
+            request=request,
             retcode=result.retcode,
             market_ms=self._market.now_ms(),
         )
         return Executed(action_id, status, result)
+
+    async def modify_stops(self, trade: Trade, intent: Intent) -> Executed:
+        """One stop/TP change; on DONE the trade's levels follow (and breakeven is marked done)."""
+
+        def done(_: BrokerResult) -> None:
+            trade.stop_loss, trade.take_profit = intent.sl, intent.tp
+            if intent.reason == "breakeven":
+                trade.breakeven_triggered = True
+
+        return await self.send(
+            trade,
+            ActionKind.MODIFY_STOPS,
+            intent.reason,
+            intent.manager,
+            {"sl": intent.sl, "tp": intent.tp, **intent.details},
+            lambda _comment: self._broker.modify_stops(trade.ticket, intent.sl, intent.tp),
+            on_done=done,
+        )
+
+    async def close(self, trade: Trade, volume: float | None, reason: str, manager: str) -> Executed:
+        """Close the position, or `volume` of it; on DONE the trade's volume follows."""
+
+        def done(result: BrokerResult) -> None:
+            closed = result.volume if result.volume is not None else (volume or trade.volume)
+            trade.volume = max(0.0, round(trade.volume - closed, 8))
+
+        return await self.send(
+            trade,
+            ActionKind.CLOSE,
+            reason,
+            manager,
+            {"ticket": trade.ticket, "volume": volume},
+            lambda comment: self._broker.close(trade.ticket, volume, comment, trade.magic),
+            on_done=done,
+        )
+
+    async def open_hedge(self, trade: Trade, volume: float, sl: float | None, manager: str) -> Executed:
+        """An opposite position tagged DTMS_H<ticket>_<epoch>; on DONE its ticket is the trade's hedge."""
+
+        def done(result: BrokerResult) -> None:
+            trade.hedge_ticket = result.position
+
+        return await self.send(
+            trade,
+            ActionKind.OPEN,
+            "hedge",
+            manager,
+            {"symbol": trade.symbol, "direction": trade.direction.opposite.value, "volume": volume, "sl": sl},
+            lambda comment: self._broker.open(
+                trade.symbol, trade.direction.opposite, volume, sl, None, comment, trade.magic
+            ),
+            tag=f"DTMS_H{trade.ticket}_{trade.epoch}",
+            on_done=done,
+        )
+
+    async def close_by(self, trade: Trade, opposite_ticket: int, manager: str) -> Executed:
+        """Close the position against its hedge (hedging accounts only)."""
+
+        def done(_: BrokerResult) -> None:
+            trade.hedge_ticket = None
+
+        return await self.send(
+            trade,
+            ActionKind.CLOSE_BY,
+            "close_by",
+            manager,
+            {"ticket": trade.ticket, "by": opposite_ticket},
+            lambda _comment: self._broker.close_by(trade.ticket, opposite_ticket),
+            on_done=done,
+        )
 
     async def send_open(self, action_id: int, call: Callable[[], Any]) -> BrokerResult:
         """Send an already-journaled open request (the service journals it with its idempotency record)."""
         if self._fence() is None:
             raise NoLease("this instance does not hold the account lease")
         return await self._send(call)
+
+    async def _send_retrying(self, call: Callable[[], Awaitable[BrokerResult]]) -> BrokerResult:
+        """Send; a requote or changed price is retried with the fresh price, at most twice, jittered."""
+        result = BrokerResult(Outcome.AMBIGUOUS, 0, "not sent")
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(1 + FRESH_PRICE_RETRIES),
+            wait=wait_random(0.02, 0.2),
+            retry=retry_if_result(lambda r: r.outcome is Outcome.RETRY_FRESH_PRICE),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        ):
+            with attempt:
+                result = await self._send(call)
+            if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
+                attempt.retry_state.set_result(result)
+        return result
 
     async def _send(self, call: Callable[[], Any]) -> BrokerResult:
         try:
