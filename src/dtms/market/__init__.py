@@ -1,0 +1,1 @@
+"""Market layer: bar windows, incremental indicators, regime and the trade-relative signal score."""
