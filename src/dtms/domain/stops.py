@@ -50,3 +50,26 @@ def round_volume_down(volume: float, info: SymbolInfo) -> float:
     steps = math.floor(volume / info.volume_step + _EPS)
     decimals = max(0, -math.floor(math.log10(info.volume_step)))
     return round(steps * info.volume_step, decimals)
+
+
+def min_stop_distance(tick: Tick, info: SymbolInfo, atr_m5: float | None) -> float:
+    """How close to price a computed stop may be: max(stops level + spread, 0.1 × ATR(M5))."""
+    floor = info.stops_distance + tick.spread
+    return max(floor, 0.1 * atr_m5) if atr_m5 is not None else floor
+
+
+def make_valid_stop(
+    direction: Direction, raw_sl: float, tick: Tick, info: SymbolInfo, atr_m5: float | None
+) -> float:
+    """Move a computed stop out to the minimum distance from price if it is closer, then round it away
+    from price onto the tick grid (SPEC-engine.md: every computed stop is made valid before it is sent)."""
+    price = tick.trigger_price(direction)
+    distance = min_stop_distance(tick, info, atr_m5)
+    if (price - raw_sl) * direction.sign < distance:
+        raw_sl = price - direction.sign * distance
+    return round_stop_protective(raw_sl, direction, info)
+
+
+def tightest_valid_stop(direction: Direction, tick: Tick, info: SymbolInfo, atr_m5: float | None) -> float:
+    price = tick.trigger_price(direction)
+    return make_valid_stop(direction, price, tick, info, atr_m5)

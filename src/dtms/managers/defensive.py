@@ -1,0 +1,146 @@
+"""The defensive manager's actions as intents: what each step of the state machine asks the broker for.
+
+Pure: (trade, the step, a market snapshot, config) -> intents or skips, every stop made valid first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dtms.domain.broker_types import SymbolInfo, Tick
+from dtms.domain.enums import ActionKind
+from dtms.domain.stops import (
+    is_tighter,
+    make_valid_stop,
+    round_stop_protective,
+    round_volume_down,
+    tightest_valid_stop,
+)
+from dtms.domain.trade import Intent, Trade
+from dtms.managers.exits import Skip
+from dtms.managers.fsm import Action, Step
+
+MANAGER = "dtms_defensive"
+
+
+@dataclass(frozen=True, slots=True)
+class DefensiveConfig:
+    """SPEC-engine.md's numbers for the defensive actions (defaults; config/dtms_config.json overrides)."""
+
+    tighten_r: float = 0.3
+    partial_close_fraction: float = 0.5
+    hedge_fraction: float = 0.5
+    hedge_sl_atr: float = 0.5
+    default_risk_pct: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The market as the defensive actions need it for one position."""
+
+    tick: Tick
+    info: SymbolInfo
+    atr_m15: float | None
+    atr_m5: float | None
+    can_hedge: bool  # hedging account, hedges allowed, margin suffices
+
+
+def risk(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> float:
+    """R, floored at 0.5 × ATR(M15) once ATR is known (SPEC-engine.md)."""
+    r = trade.initial_risk(snap.tick.trigger_price(trade.direction), cfg.default_risk_pct / 100)
+    return max(r, 0.5 * snap.atr_m15) if snap.atr_m15 is not None else r
+
+
+def _stop(
+    trade: Trade, sl: float, reason: str, current_sl: float | None, extra: dict[str, float]
+) -> Intent | Skip:
+    if not is_tighter(trade.direction, sl, current_sl):
+        return Skip(trade.ticket, reason, f"computed stop {sl} is not tighter than {current_sl}")
+    return Intent(
+        trade.ticket, ActionKind.MODIFY_STOPS, MANAGER, reason, sl=sl, tp=trade.take_profit, details=extra
+    )
+
+
+def tighten(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip:
+    """SL to tighten_r × R behind price (valid and tighter only)."""
+    price = snap.tick.trigger_price(trade.direction)
+    r = risk(trade, snap, cfg)
+    raw = price - trade.direction.sign * cfg.tighten_r * r
+    sl = make_valid_stop(trade.direction, raw, snap.tick, snap.info, snap.atr_m5)
+    return _stop(trade, sl, "tighten", trade.stop_loss, {"r": r, "price": price})
+
+
+def breakeven_or_tightest(trade: Trade, snap: Snapshot) -> Intent | Skip:
+    """SL to entry ± spread/2 where that is a valid stop, else the tightest valid stop."""
+    level = round_stop_protective(
+        trade.entry_price + trade.direction.sign * snap.tick.spread / 2, trade.direction, snap.info
+    )
+    tightest = tightest_valid_stop(trade.direction, snap.tick, snap.info, snap.atr_m5)
+    valid = (tightest - level) * trade.direction.sign >= 0
+    sl = level if valid else tightest
+    return _stop(trade, sl, "defensive_breakeven", trade.stop_loss, {"breakeven": level})
+
+
+def partial_close(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip:
+    volume = round_volume_down(trade.volume * cfg.partial_close_fraction, snap.info)
+    rest = round(trade.volume - volume, 8)
+    if volume < snap.info.volume_min or rest < snap.info.volume_min:
+        return Skip(trade.ticket, "partial_close", f"{volume} of {trade.volume} would leave under volume_min")
+    return Intent(trade.ticket, ActionKind.CLOSE, MANAGER, "partial_close", volume=volume)
+
+
+def hedge(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip:
+    """An opposite position of hedge_fraction of the volume, its SL hedge_sl_atr × ATR(M15) beyond its
+    entry on its own loss side; where a hedge is impossible, a reduction by the same volume (or a close)."""
+    volume = round_volume_down(trade.volume * cfg.hedge_fraction, snap.info)
+    if snap.can_hedge and volume >= snap.info.volume_min and snap.atr_m15 is not None:
+        opposite = trade.direction.opposite
+        entry = snap.tick.open_price(opposite)
+        sl = round_stop_protective(
+            entry - opposite.sign * cfg.hedge_sl_atr * snap.atr_m15, opposite, snap.info
+        )
+        return Intent(
+            trade.ticket, ActionKind.OPEN, MANAGER, "hedge", sl=sl, volume=volume, details={"entry": entry}
+        )
+    if volume >= snap.info.volume_min and round(trade.volume - volume, 8) >= snap.info.volume_min:
+        return Intent(
+            trade.ticket, ActionKind.CLOSE, MANAGER, "reduce", volume=volume, details={"instead_of": "hedge"}
+        )
+    return Intent(
+        trade.ticket, ActionKind.CLOSE, MANAGER, "close", volume=None, details={"instead_of": "hedge"}
+    )
+
+
+def plan(trade: Trade, step: Step, snap: Snapshot, cfg: DefensiveConfig) -> list[Intent | Skip]:
+    """The intents of one step's broker actions, in order (timers and marks are the engine's)."""
+    out: list[Intent | Skip] = []
+    for action in step.actions:
+        if action is Action.TIGHTEN:
+            out.append(tighten(trade, snap, cfg))
+        elif action is Action.PARTIAL_CLOSE:
+            out.append(partial_close(trade, snap, cfg))
+        elif action is Action.BREAKEVEN:
+            out.append(breakeven_or_tightest(trade, snap))
+        elif action is Action.HEDGE:
+            out.append(hedge(trade, snap, cfg))
+        elif action is Action.CLOSE_HEDGE and trade.hedge_ticket is not None:
+            out.append(
+                Intent(
+                    trade.ticket,
+                    ActionKind.CLOSE,
+                    MANAGER,
+                    "close_hedge",
+                    details={"hedge_ticket": trade.hedge_ticket},
+                )
+            )
+        elif action is Action.CLOSE_ALL:
+            out.append(
+                Intent(
+                    trade.ticket,
+                    ActionKind.CLOSE,
+                    MANAGER,
+                    "close",
+                    volume=None,
+                    details={"hedge_ticket": trade.hedge_ticket},
+                )
+            )
+    return out
