@@ -42,6 +42,7 @@ class Trade:
     timers: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    score_history: list[float] = field(default_factory=list)
 
     @classmethod
     def from_position(

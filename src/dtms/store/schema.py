@@ -62,6 +62,7 @@ trades = Table(
     Column("timers", JSON, nullable=False),
     Column("warnings", JSON, nullable=False),
     Column("transitions", JSON, nullable=False),
+    Column("score_history", JSON, nullable=True),  # NULL on rows from before 0002: read as []
     Column("quarantined", Boolean, nullable=False),
     Column("verified", Boolean, nullable=False),
     Column("action_seq", Integer, nullable=False, default=0, server_default="0"),

@@ -39,6 +39,7 @@ def _trade_values(trade: Trade) -> dict[str, Any]:
         "timers": dict(trade.timers),
         "warnings": list(trade.warnings),
         "transitions": [dict(t) for t in trade.transitions],
+        "score_history": list(trade.score_history),
         "quarantined": trade.quarantined,
         "verified": trade.verified,
     }
@@ -89,6 +90,7 @@ def _from_row(row: RowMapping) -> Trade:
         timers=dict(row["timers"]),
         warnings=list(row["warnings"]),
         transitions=list(row["transitions"]),
+        score_history=list(row["score_history"] or []),
     )
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from dtms.store.db import make_engine, sqlite_pragmas
-from dtms.store.migrate import migrate
+from dtms.store.migrate import alembic_config, migrate
 from dtms.store.schema import metadata
+from dtms.store.trades import get_trade
 
 
 def test_sqlite_pragmas_on_every_pooled_connection(tmp_path: Path) -> None:
@@ -78,4 +81,34 @@ def test_migrate_twice_matches_metadata(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
     assert tables == set(metadata.tables) | {"alembic_version"}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
+    assert head == "0002"
+
+
+def test_upgrade_from_0001_keeps_trades_and_fills_the_new_column(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        columns = (
+            "ticket, identifier, symbol, direction, entry_price, volume, state, epoch, magic, comment,"
+            " trade_type, registered_market_ms, state_entry_market_ms, children, timers, warnings,"
+            " transitions, quarantined, verified, action_seq, created_wall_ms, updated_wall_ms"
+        )
+        values = "5, 5, 'EURUSD', 'BUY', 1.1, 0.1, 'HEALTHY', 0, 0, '', 'INTRADAY', 0, 0, '[]', '{}', '[]'"
+        values += ", '[]', 0, 1"
+        conn.execute(text(f"INSERT INTO trades ({columns}) VALUES ({values}, 0, 0, 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO registry (ticket, managed_by, breakeven_triggered, adopted)"
+                " VALUES (5, 'dtms_manager', 0, 0)"
+            )
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        trade = get_trade(conn, 5)
+    assert trade is not None and trade.score_history == []
+    assert _diffs(engine) == []
+    engine.dispose()
