@@ -244,6 +244,10 @@ class PaperConfig(_Strict):
         return value
 
 
+class RecoveryConfig(_Strict):
+    re_add: bool = False
+
+
 class EngineConfig(_Strict):
     """The validated content of config/dtms_config.json (besides the 'service' section)."""
 
@@ -252,6 +256,19 @@ class EngineConfig(_Strict):
     adoption: AdoptionConfig = Field(default_factory=AdoptionConfig)
     symbols: dict[str, SymbolOverride] = Field(default_factory=dict)
     paper: PaperConfig = Field(default_factory=PaperConfig)
+    signal_score: dict[str, Any] = Field(default_factory=dict)
+    recovery: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig())
+
+    @field_validator("signal_score")
+    @classmethod
+    def _score(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from dtms.market.config import ScoreConfig, ScoreConfigError
+
+        try:
+            ScoreConfig.from_dict(value)
+        except ScoreConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("symbols")
     @classmethod

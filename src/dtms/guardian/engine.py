@@ -12,9 +12,10 @@ from dtms.brokers.base import Broker
 from dtms.config import EngineConfig
 from dtms.domain.broker_types import SymbolInfo, Tick
 from dtms.domain.clock import Clock, MarketClock
-from dtms.domain.enums import ActionKind, JournalStatus, Owner
+from dtms.domain.enums import ActionKind, JournalStatus, Owner, TradeState
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
+from dtms.guardian.defence import Defence
 from dtms.guardian.executor import Executor, NoLease
 from dtms.managers.exits import MANAGER as EXITS
 from dtms.managers.exits import BreakevenRule, Skip, breakeven
@@ -24,6 +25,7 @@ from dtms.store.meta import advance_market_clock
 from dtms.store.trades import save_trade
 
 log = structlog.get_logger("dtms.engine")
+_EXIT_STATES = (TradeState.HEALTHY, TradeState.WARNING_L1, TradeState.RECOVERING)
 
 
 class Engine:
@@ -39,8 +41,10 @@ class Engine:
         events: EventSink,
         account: str,
         wall: Clock,
+        defence: Defence | None = None,
     ) -> None:
         self._wall = wall
+        self.defence = defence
         self._db, self._broker, self._executor = db, broker, executor
         self._config, self._market, self._events, self._account = config, market, events, account
         self.trades: dict[int, Trade] = {}
@@ -80,6 +84,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         self.ticks_seen += 1
         self.last_tick_wall_s = loop.time()
+        if self.defence is not None:
+            self.defence.on_tick(tick)
         if self._market.advance(tick.time_ms):
             self.last_tick_market_ms = tick.time_ms
             ms = self._market.now_ms()
@@ -111,11 +117,16 @@ class Engine:
         )
 
     async def evaluate(self, trade: Trade, tick: Tick) -> None:
-        """Ask the managers about one trade; decide again under its lock with the position re-read."""
-        if trade.quarantined or not trade.verified or trade.managed_by is not Owner.DTMS:
+        """Ask the managers about one trade; decide again under its lock with the position re-read.
+        The defensive manager goes first; exit rules act only outside the defensive states (DESIGN.md)."""
+        if trade.quarantined or not trade.verified:
             return
         info = await self.symbol_info(trade.symbol)
         if info is None:
+            return
+        if self.defence is not None:
+            await self._defend(trade, tick, info)
+        if trade.managed_by is not Owner.DTMS or trade.state not in _EXIT_STATES:
             return
         rule = self._breakeven_rule(trade)
         if breakeven(trade, tick, info, trade.stop_loss, trade.take_profit, rule) is None:
@@ -127,6 +138,20 @@ class Engine:
             fresh = await self._broker.tick(trade.symbol) or tick
             decision = breakeven(trade, fresh, info, position.sl, position.tp, rule)
             await self.apply(trade, decision)
+
+    async def _defend(self, trade: Trade, tick: Tick, info: SymbolInfo) -> None:
+        assert self.defence is not None
+        reason = self.defence.due(trade, tick)
+        if reason is None:
+            return
+        async with self.lock(trade.ticket):
+            if await self._broker.position(trade.ticket) is None or not trade.active:
+                return  # reconciliation closes it out with the deal's reason
+            fresh = await self._broker.tick(trade.symbol) or tick
+            await self.defence.deep_check(trade, fresh, info, reason)
+            await self.save(trade)
+            if not trade.active:
+                self.forget(trade.ticket)
 
     async def apply(self, trade: Trade, decision: Intent | Skip | None) -> None:
         if isinstance(decision, Skip):

@@ -208,10 +208,17 @@ class Executor:
             on_done=done,
         )
 
-    async def close(self, trade: Trade, volume: float | None, reason: str, manager: str) -> Executed:
-        """Close the position, or `volume` of it; on DONE the trade's volume follows."""
+    async def close(
+        self, trade: Trade, volume: float | None, reason: str, manager: str, *, ticket: int | None = None
+    ) -> Executed:
+        """Close the trade's position (or `volume` of it), or another of its positions (`ticket`, e.g. its
+        hedge); on DONE the trade follows (volume reduced, or the hedge forgotten)."""
+        target = ticket if ticket is not None else trade.ticket
 
         def done(result: BrokerResult) -> None:
+            if target == trade.hedge_ticket and target != trade.ticket:
+                trade.hedge_ticket = None
+                return
             closed = result.volume if result.volume is not None else (volume or trade.volume)
             trade.volume = max(0.0, round(trade.volume - closed, 8))
 
@@ -220,8 +227,8 @@ class Executor:
             ActionKind.CLOSE,
             reason,
             manager,
-            {"ticket": trade.ticket, "volume": volume},
-            lambda comment: self._broker.close(trade.ticket, volume, comment, trade.magic),
+            {"ticket": target, "volume": volume},
+            lambda comment: self._broker.close(target, volume, comment, trade.magic),
             on_done=done,
         )
 

@@ -15,10 +15,13 @@ from dtms.config import AppConfig, ConfigError
 from dtms.domain.broker_types import Position
 from dtms.domain.clock import MarketClock
 from dtms.domain.trade import ActionRecord
+from dtms.guardian.defence import Cadence, Defence
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Executor, Fence
 from dtms.guardian.reconcile import Reconciler
 from dtms.guardian.service import settle_open
+from dtms.managers.defensive import DefensiveConfig
+from dtms.market.config import ScoreConfig
 
 if TYPE_CHECKING:
     from dtms.guardian.runtime import Leader, Runtime
@@ -45,7 +48,23 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         broker_timeout=settings.broker_timeout,
         shadow=settings.mode == "shadow",
     )
-    engine = Engine(rt.db, broker, executor, engine_config, market, rt.events, fence.account, rt.wall)
+    account = await broker.account()
+    defence = Defence(
+        broker,
+        executor,
+        rt.events,
+        account.margin_mode,
+        score_config=ScoreConfig.from_dict(engine_config.signal_score),
+        cadence=Cadence(
+            deep_interval_s=settings.deep_check_interval,
+            fast_interval_s=settings.monitoring_interval,
+            re_add=engine_config.recovery.re_add,
+        ),
+        actions=DefensiveConfig(default_risk_pct=engine_config.risk.default_risk_pct),
+    )
+    engine = Engine(
+        rt.db, broker, executor, engine_config, market, rt.events, fence.account, rt.wall, defence
+    )
     holder: list[Leader] = []
 
     async def settle(action: ActionRecord, position: Position | None, expired: bool) -> None:
@@ -69,6 +88,8 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
     holder.append(leader)
     for trade in await reconciler.load():
         engine.track(trade)
+    for symbol in sorted({t.symbol for t in engine.trades.values()}):
+        await defence.seed(symbol)
     report = await reconciler.pass_once()
     log.info(
         "recovered",

@@ -1,0 +1,290 @@
+"""Deep and fast checks: market view, score, state machine, defensive intents, executor (SPEC-engine.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from dtms.brokers.base import Broker
+from dtms.config import normalise_symbol
+from dtms.domain.broker_types import SymbolInfo, Tick
+from dtms.domain.enums import ActionKind, JournalStatus, MarginMode, Owner, Timeframe, TradeState
+from dtms.domain.events import EventSink
+from dtms.domain.trade import Intent, Trade
+from dtms.guardian.executor import Executed, Executor
+from dtms.managers.defensive import DefensiveConfig, Snapshot, plan
+from dtms.managers.exits import Skip
+from dtms.managers.fsm import Action, Check, Step, Trigger, decide, step
+from dtms.market.config import ScoreConfig
+from dtms.market.regime import SymbolClass
+from dtms.market.score import Confluence, ScoreResult, score
+from dtms.market.signals import structure
+from dtms.market.view import MarketView
+
+log = structlog.get_logger("dtms.defence")
+
+SCORE_RING = 100
+_CLASSES = {
+    "XAUUSD": SymbolClass.METALS,
+    "XAGUSD": SymbolClass.METALS,
+    "US30": SymbolClass.INDICES,
+    "BTCUSD": SymbolClass.CRYPTO,
+}
+_OK = (JournalStatus.DONE, JournalStatus.SKIPPED)
+
+
+def symbol_class(symbol: str) -> SymbolClass:
+    return _CLASSES.get(normalise_symbol(symbol), SymbolClass.FX)
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """When checks run, in market seconds (SPEC-engine.md "Deep check" and "Fast check")."""
+
+    deep_interval_s: float = 900.0
+    cool_down_s: float = 600.0
+    first_check_s: float = 60.0
+    escalated_spacing_s: float = 60.0
+    fast_interval_s: float = 30.0
+    fast_interval_hedged_s: float = 60.0
+    escalate_r: float = 0.5
+    rearm_r: float = 0.25
+    flat_timer_s: float = 4500.0
+    recovery_timer_s: float = 1800.0
+    recovery_atr: float = 1.0
+    re_add: bool = False
+
+
+@dataclass(slots=True)
+class Defence:
+    """The DTMS defensive manager at run time: one market view per broker symbol, checks per trade."""
+
+    broker: Broker
+    executor: Executor
+    events: EventSink
+    margin_mode: MarginMode
+    score_config: ScoreConfig = field(default_factory=ScoreConfig)
+    cadence: Cadence = field(default_factory=Cadence)
+    actions: DefensiveConfig = field(default_factory=DefensiveConfig)
+    views: dict[str, MarketView] = field(default_factory=dict)
+    last: dict[int, ScoreResult] = field(default_factory=dict)
+
+    def view(self, symbol: str) -> MarketView:
+        if symbol not in self.views:
+            self.views[symbol] = MarketView(symbol, symbol_class(symbol))
+        return self.views[symbol]
+
+    async def seed(self, symbol: str) -> None:
+        """Fill a new view's windows from the broker's bars so the first deep check has history."""
+        view = self.view(symbol)
+        for tf in view.timeframes:
+            bars = await self.broker.bars(symbol, tf, len(view.window(tf)) or 600)
+            if bars and not view.window(tf):
+                view.seed(tf, bars)
+
+    def on_tick(self, tick: Tick) -> None:
+        self.view(tick.symbol).on_tick(tick)
+
+    # -- scheduling -------------------------------------------------------------------------------------
+    def due(self, trade: Trade, tick: Tick) -> str | None:
+        """Why a deep check is due now ("first", "cadence", "timer", "escalated"), or None."""
+        if trade.managed_by is not Owner.DTMS and trade.state not in (
+            TradeState.WARNING_L2,
+            TradeState.HEDGED,
+        ):
+            return None
+        now, t, c = tick.time_ms, trade.timers, self.cadence
+        if any(key in t and now >= t[key] for key in ("flat_until", "recovery_until")):
+            return "timer"
+        last = t.get("last_deep")
+        if last is None:
+            warm = self.view(trade.symbol).warm(self.score_config)
+            return "first" if warm or now - trade.registered_market_ms >= c.first_check_s * 1000 else None
+        if self._escalates(trade, tick) and now - last >= c.escalated_spacing_s * 1000:
+            return "escalated"
+        if now - last >= c.deep_interval_s * 1000 and now >= t.get("cool_until", 0):
+            return "cadence"
+        return None
+
+    def _escalates(self, trade: Trade, tick: Tick) -> bool:
+        """Price *crossing* escalate_r × R against the trade (re-armed once back above rearm_r)."""
+        info_r = trade.initial_risk(tick.trigger_price(trade.direction), self.actions.default_risk_pct / 100)
+        against = -trade.profit_distance(tick.trigger_price(trade.direction)) / info_r if info_r > 0 else 0.0
+        armed = trade.timers.get("armed", 1) == 1
+        if armed and against >= self.cadence.escalate_r:
+            trade.timers["armed"] = 0
+            return True
+        if not armed and against < self.cadence.rearm_r:
+            trade.timers["armed"] = 1
+        return False
+
+    # -- the deep check ---------------------------------------------------------------------------------
+    async def deep_check(self, trade: Trade, tick: Tick, info: SymbolInfo, reason: str) -> Trigger | None:
+        """Score the trade, ask the table, send the step's actions; the state moves only when they all
+        succeeded or were recorded as skipped. Returns the trigger that fired (None: no step)."""
+        view = self.view(trade.symbol)
+        result = score(view, trade.direction, tick.time_ms, self.score_config)
+        self.last[trade.ticket] = result
+        trade.score = result.total
+        trade.score_history = [*trade.score_history, result.total][-SCORE_RING:]
+        streak = trade.timers.get("weak_streak", 0) + 1 if result.total <= -2 else 0
+        trade.timers.update(weak_streak=streak, last_deep=tick.time_ms)
+        trigger = decide(trade.state, self._check(trade, tick, result, view, streak))
+        if trigger is None:
+            return None
+        done = await self.apply(trade, step(trade.state, trigger), trigger, tick, info, view, result)
+        log.info(
+            "deep_check",
+            ticket=trade.ticket,
+            reason=reason,
+            score=result.total,
+            trigger=trigger.name,
+            moved=done,
+            state=trade.state.value,
+        )
+        return trigger if done else None
+
+    def _check(self, trade: Trade, tick: Tick, result: ScoreResult, view: MarketView, streak: int) -> Check:
+        t, now = trade.timers, tick.time_ms
+        m5 = structure(view.frame(Timeframe.M5), trade.direction, self.score_config.structure)
+        return Check(
+            score=result.total,
+            adverse_structure=result.adverse_structure,
+            adverse_vwap=result.adverse_vwap,
+            adverse_choch=result.adverse_choch,
+            adverse_confluence=result.confluence is Confluence.ADVERSE,
+            favourable_bos_m5=m5.raw > 0,
+            back_beyond_hedge_entry=self._back_beyond(trade, tick, view),
+            weak_streak=streak,
+            flat_timer_expired="flat_until" in t and now >= t["flat_until"],
+            recovery_timer_expired="recovery_until" in t and now >= t["recovery_until"],
+            hedge_forbidden=t.get("hedge_forbidden_epoch") == trade.epoch,
+            re_add=self.cadence.re_add,
+        )
+
+    def _back_beyond(self, trade: Trade, tick: Tick, view: MarketView) -> bool:
+        if trade.state is not TradeState.HEDGED or not trade.transitions:
+            return False
+        ref = trade.transitions[-1].get("ref_price")
+        atr = view.indicators(Timeframe.M15).atr.value
+        if ref is None or atr is None:
+            return False
+        return (
+            tick.trigger_price(trade.direction) - float(ref)
+        ) * trade.direction.sign >= self.cadence.recovery_atr * atr
+
+    async def apply(
+        self,
+        trade: Trade,
+        move: Step,
+        trigger: Trigger,
+        tick: Tick,
+        info: SymbolInfo,
+        view: MarketView,
+        result: ScoreResult | None,
+    ) -> bool:
+        atr15 = view.indicators(Timeframe.M15).atr.value
+        atr5 = view.indicators(Timeframe.M5).atr.value
+        can_hedge = self.margin_mode is MarginMode.HEDGING
+        snap = Snapshot(tick, info, atr15, atr5, can_hedge)
+        ref_price: float | None = None
+        ok = True
+        for decision in plan(trade, move, snap, self.actions):
+            executed = await self._execute(trade, decision)
+            ok = ok and (executed is None or executed.status in _OK)
+            if (
+                isinstance(decision, Intent)
+                and decision.reason in ("hedge", "reduce")
+                and executed is not None
+            ):
+                res = executed.result
+                ref_price = (res.price if res is not None and res.price else None) or tick.trigger_price(
+                    trade.direction
+                )
+        if not ok:
+            return False
+        self._transition(trade, move, trigger, tick.time_ms, result, ref_price)
+        return True
+
+    async def _execute(self, trade: Trade, decision: Intent | Skip) -> Executed | None:
+        ex = self.executor
+        if isinstance(decision, Skip):
+            await ex.journal(
+                trade,
+                ActionKind.MODIFY_STOPS,
+                decision.reason,
+                JournalStatus.SKIPPED,
+                "dtms_defensive",
+                {},
+                error=decision.detail,
+            )
+            return None
+        if decision.kind is ActionKind.MODIFY_STOPS:
+            return await ex.modify_stops(trade, decision)
+        if decision.kind is ActionKind.OPEN:
+            return await ex.open_hedge(trade, decision.volume or 0.0, decision.sl, "dtms_defensive")
+        if decision.reason == "close_hedge":
+            return await ex.close(trade, None, "close_hedge", "dtms_defensive", ticket=trade.hedge_ticket)
+        if decision.reason == "close" and trade.hedge_ticket is not None:
+            if self.margin_mode is MarginMode.HEDGING:
+                by = await ex.close_by(trade, trade.hedge_ticket, "dtms_defensive")
+                if by.status is not JournalStatus.DONE:
+                    return by
+                position = await self.broker.position(trade.ticket)
+                if position is None:
+                    return by
+            else:
+                hedge = await ex.close(
+                    trade, None, "close_hedge", "dtms_defensive", ticket=trade.hedge_ticket
+                )
+                if hedge.status is not JournalStatus.DONE:
+                    return hedge
+        return await ex.close(trade, decision.volume, decision.reason, "dtms_defensive")
+
+    def _transition(
+        self,
+        trade: Trade,
+        move: Step,
+        trigger: Trigger,
+        now: int,
+        result: ScoreResult | None,
+        ref_price: float | None,
+    ) -> None:
+        record: dict[str, Any] = {
+            "from": trade.state.value,
+            "to": move.to.value,
+            "trigger": trigger.name,
+            "market_ms": now,
+            "score": result.total if result else None,
+        }
+        if ref_price is not None:
+            record["ref_price"] = ref_price
+        trade.transitions.append(record)
+        trade.state, trade.epoch, trade.state_entry_market_ms = move.to, trade.epoch + 1, now
+        t, c = trade.timers, self.cadence
+        t["cool_until"] = now + int(c.cool_down_s * 1000)
+        t.pop("weak_streak", None)
+        if move.to is not TradeState.HEDGED:
+            t.pop("flat_until", None)
+        if move.to is not TradeState.RECOVERING:
+            t.pop("recovery_until", None)
+        if Action.START_FLAT_TIMER in move.actions:
+            t["flat_until"] = now + int(c.flat_timer_s * 1000)
+        if Action.START_RECOVERY_TIMER in move.actions:
+            t["recovery_until"] = now + int(c.recovery_timer_s * 1000)
+        if Action.FORBID_HEDGE in move.actions:
+            t["hedge_forbidden_epoch"] = trade.epoch
+        if move.to is TradeState.CLOSED:
+            trade.closed_reason = f"dtms:{trigger.name.lower()}"
+        self.events.emit(
+            "transition",
+            ticket=trade.ticket,
+            symbol=trade.symbol,
+            frm=record["from"],
+            to=record["to"],
+            trigger=trigger.name,
+            market_ms=now,
+            epoch=trade.epoch,
+        )
