@@ -13,7 +13,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dtms.domain.enums import AdoptPolicy, MarginMode, RequestKind, TradeType
+from dtms.domain.enums import AdoptPolicy, MarginMode, RequestKind, TradeMode, TradeType
 
 KNOWN_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "US30")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -195,6 +195,10 @@ class SymbolOverride(_Strict):
     volume_step: float | None = Field(None, gt=0)
     volume_max: float | None = Field(None, gt=0)
     spread_points: int | None = Field(None, ge=0)
+    filling_modes: int | None = Field(
+        None, ge=0, le=3, description="flags: 1 fill-or-kill, 2 immediate-or-cancel"
+    )
+    trade_mode: TradeMode | None = None
 
 
 class FaultConfig(_Strict):

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from dtms.api.schemas import PaperPositionBody, PaperTickBody
+from dtms.api.schemas import PaperFaultBody, PaperPositionBody, PaperTickBody
 from dtms.brokers.paper.broker import PaperBroker, TickRejected
+from dtms.brokers.paper.faults import FaultRule
 from dtms.domain.broker_types import Deal, Position
 from dtms.guardian.errors import BrokerError, InvalidInput, NotReady
 from dtms.guardian.runtime import Runtime
@@ -128,3 +129,29 @@ async def account(request: Request) -> dict[str, Any]:
 async def deals(request: Request, position: Annotated[int | None, Query(gt=0)] = None) -> dict[str, Any]:
     _, paper = _paper(request)
     return {"deals": [deal_view(d) for d in await paper.deals(position=position)]}
+
+
+@router.post(
+    "/faults", summary="Inject a fault into paper requests", operation_id="paper_fault_add", status_code=201
+)
+async def add_fault(body: PaperFaultBody, request: Request) -> JSONResponse:
+    rt, paper = _paper(request)
+    rt.require_leader()
+    try:
+        rule = FaultRule(body.kind, body.rate, set(body.requests), body.seconds, body.seed)
+    except ValueError as exc:  # the body model checks the same; a rule that still fails is the input's
+        raise InvalidInput(str(exc), {"field": "body"}) from exc
+    return JSONResponse(status_code=201, content=paper.add_fault(rule).to_dict())
+
+
+@router.get("/faults", summary="Active paper fault rules", operation_id="paper_faults")
+async def list_faults(request: Request) -> dict[str, Any]:
+    _, paper = _paper(request)
+    return {"faults": [rule.to_dict() for rule in paper.faults()]}
+
+
+@router.delete("/faults", summary="Remove every paper fault rule", operation_id="paper_faults_clear")
+async def clear_faults(request: Request) -> dict[str, Any]:
+    rt, paper = _paper(request)
+    rt.require_leader()
+    return {"cleared": paper.clear_faults()}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from dtms.domain.enums import Direction, TradeType
+from dtms.brokers.paper.faults import FaultKind
+from dtms.domain.enums import Direction, RequestKind, TradeType
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9._#-]{1,32}$"
 
@@ -96,3 +97,29 @@ class PaperTickBody(BaseModel):
         Annotated[int, Field(ge=0, strict=True)] | Annotated[str, Field(min_length=1, max_length=64)] | None
     ) = None
     volume: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)] = 0.0
+
+
+class PaperFaultBody(BaseModel):
+    """A fault rule for the paper broker (SPEC-brokers.md "Fault injection")."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: FaultKind
+    rate: Annotated[float, Field(gt=0, le=1, strict=True, allow_inf_nan=False)]
+    requests: Annotated[list[RequestKind], Field(min_length=1)] = Field(
+        default_factory=lambda: list(RequestKind)
+    )
+    seconds: Annotated[float | None, Field(gt=0, le=86_400, strict=True, allow_inf_nan=False)] = Field(
+        None, validate_default=True, description="connection_lost only, and required there"
+    )
+    seed: Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)] = 0
+
+    @field_validator("seconds", mode="after")
+    @classmethod
+    def _seconds_for_connection_lost(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("kind")
+        if kind is FaultKind.CONNECTION_LOST and value is None:
+            raise ValueError("connection_lost needs seconds")
+        if kind is not None and kind is not FaultKind.CONNECTION_LOST and value is not None:
+            raise ValueError("seconds applies to connection_lost only")
+        return value

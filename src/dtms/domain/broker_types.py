@@ -116,6 +116,8 @@ class Deal:
     magic: int
     comment: str
     time_ms: int
+    commission: float = 0.0
+    swap: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import structlog
 
 from dtms.brokers.base import Broker
 from dtms.brokers.paper.broker import PaperBroker
+from dtms.brokers.paper.faults import FaultKind, FaultRule
 from dtms.brokers.paper.feed import SyntheticFeed
 from dtms.brokers.paper.symbols import build_symbols
 from dtms.config import AppConfig, ConfigError
@@ -130,8 +131,20 @@ def make_broker(config: AppConfig) -> Broker:
     if settings.broker != "paper":
         raise ConfigError("DTMS_BROKER: 'mt5' is not available in this version; use 'paper'")
     symbols = build_symbols(
-        {name: override.model_dump(exclude_none=True) for name, override in config.engine.symbols.items()}
+        {name: o.model_dump(exclude_none=True, mode="json") for name, o in config.engine.symbols.items()}
     )
+    paper = config.engine.paper
     return PaperBroker(
-        settings.paper_path, symbols=symbols, seed=settings.paper_seed, account_id=settings.account
+        settings.paper_path,
+        symbols=symbols,
+        seed=settings.paper_seed,
+        account_id=settings.account,
+        delay_ms=paper.delay_ms,
+        margin_mode=paper.margin_mode,
+        slippage_points=paper.slippage_points,
+        commission_per_lot=paper.commission_per_lot,
+        swap_per_lot_day=paper.swap_per_lot_day,
+        faults=[
+            FaultRule(FaultKind(f.kind), f.rate, set(f.requests), f.seconds, f.seed) for f in paper.faults
+        ],
     )

@@ -226,9 +226,15 @@ async def test_freeze_level_blocks_modify_and_close_near_a_level(paper_path, bro
     assert frozen.retcode == retcodes.FROZEN and frozen.outcome is Outcome.WAIT
     assert (await broker.modify_stops(ticket, None, None)).retcode == retcodes.FROZEN
 
-    edge = round(sl + direction.sign * 0.00005, 5)  # exactly 5 points: no longer within
+    edge = round(sl + direction.sign * 0.00005, 5)  # exactly 5 points: still frozen (MT5 needs > 5)
     await broker.push_tick(
         "EURUSD", *((edge, edge + 0.0001) if direction is Direction.BUY else (edge - 0.0001, edge)), 3
+    )
+    assert (await broker.close(ticket, None, "", 1)).retcode == retcodes.FROZEN
+
+    clear = round(sl + direction.sign * 0.00006, 5)  # 6 points: outside the freeze level
+    await broker.push_tick(
+        "EURUSD", *((clear, clear + 0.0001) if direction is Direction.BUY else (clear - 0.0001, clear)), 4
     )
     assert (await broker.close(ticket, None, "", 1)).retcode == retcodes.DONE
 

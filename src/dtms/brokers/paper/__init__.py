@@ -2,6 +2,7 @@
 
 from dtms.brokers.paper.book import AccountMismatch
 from dtms.brokers.paper.broker import PaperBroker
+from dtms.brokers.paper.faults import FaultKind, FaultRule
 from dtms.brokers.paper.feed import RandomWalk, SyntheticFeed
 from dtms.brokers.paper.rules import TickRejected
 from dtms.brokers.paper.symbols import DEFAULT_SYMBOLS, build_symbols
@@ -9,6 +10,8 @@ from dtms.brokers.paper.symbols import DEFAULT_SYMBOLS, build_symbols
 __all__ = [
     "DEFAULT_SYMBOLS",
     "AccountMismatch",
+    "FaultKind",
+    "FaultRule",
     "PaperBroker",
     "RandomWalk",
     "SyntheticFeed",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from dtms.brokers.paper.schema import (
     state_t,
     tick_from_row,
     ticks_t,
+    upgrade,
 )
 from dtms.domain.broker_types import Deal, Tick
 from dtms.domain.enums import Direction, MarginMode
@@ -75,6 +77,7 @@ class Book:
         try:
             if not self._initialised():
                 self._initialise(account_id, margin_mode)
+            self._upgrade()
             with self.read():
                 account = self.account()
             if account_id is not None and account.id != account_id:
@@ -116,6 +119,15 @@ class Book:
                 ],
             )
 
+    def _upgrade(self) -> None:
+        """Upgrade a file written by an older version (checked without taking the write lock)."""
+        with self.read():
+            current = self._state("schema_version")
+        if current < SCHEMA_VERSION:
+            with self.write() as conn:
+                if self._state("schema_version") < SCHEMA_VERSION:
+                    upgrade(conn)
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -138,6 +150,11 @@ class Book:
             # an access outside read()/write() would autobegin a transaction nobody ends
             raise RuntimeError("paper book accessed outside a transaction")
         return conn
+
+    @property
+    def tx(self) -> Connection:
+        """The connection inside the current `read()` or `write()` transaction."""
+        return self._tx
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -226,21 +243,7 @@ class Book:
         return None if row is None else position_from_row(row)
 
     def insert_position(self, p: OpenPosition) -> None:
-        self._tx.execute(
-            insert(positions_t).values(
-                ticket=p.ticket,
-                identifier=p.identifier,
-                symbol=p.symbol,
-                direction=p.direction.value,
-                volume=p.volume,
-                price_open=p.price_open,
-                sl=p.sl,
-                tp=p.tp,
-                magic=p.magic,
-                comment=p.comment,
-                time_ms=p.time_ms,
-            )
-        )
+        self._tx.execute(insert(positions_t).values({**asdict(p), "direction": p.direction.value}))
 
     def update_position(self, ticket: int, **values: Any) -> None:
         if isinstance(values.get("direction"), Direction):
@@ -253,25 +256,9 @@ class Book:
     # -- deals ---------------------------------------------------------------------------------
 
     def insert_deal(self, d: Deal) -> None:
-        self._tx.execute(
-            insert(deals_t).values(
-                {
-                    "ticket": d.ticket,
-                    "order": d.order,
-                    "position_id": d.position_id,
-                    "symbol": d.symbol,
-                    "direction": d.direction.value,
-                    "entry": d.entry.value,
-                    "volume": d.volume,
-                    "price": d.price,
-                    "profit": d.profit,
-                    "reason": d.reason.value,
-                    "magic": d.magic,
-                    "comment": d.comment,
-                    "time_ms": d.time_ms,
-                }
-            )
-        )
+        values = {**asdict(d), "direction": d.direction.value, "entry": d.entry.value}
+        values["reason"] = d.reason.value
+        self._tx.execute(insert(deals_t).values(values))
 
     def deals(self, since_ms: int | None = None, position: int | None = None) -> list[Deal]:
         query = select(deals_t).order_by(deals_t.c.time_ms, deals_t.c.ticket)

@@ -4,21 +4,23 @@ them on the book, one transaction per request, committed before it answers. Work
 from __future__ import annotations
 
 from dtms.brokers import retcodes
-from dtms.brokers.paper import rules
+from dtms.brokers.paper import market, rules
+from dtms.brokers.paper.opening import Opening, finite
 from dtms.brokers.paper.schema import OpenPosition
-from dtms.brokers.paper.views import DeskReads, result
+from dtms.brokers.paper.views import result
 from dtms.domain.broker_types import BrokerResult, SymbolInfo, Tick
 from dtms.domain.enums import DealReason, Direction, MarginMode
 
 
-class Desk(DeskReads):
+class Desk(Opening):
     """Every method is one request or read; requests answer a BrokerResult and never raise for
-    a rule violation."""
+    a rule violation. A request given a `fault` retcode is refused with it (an injected fault)."""
 
     # -- market --------------------------------------------------------------------------------
 
     def push_tick(self, symbol: str, bid: float, ask: float, time_ms: int | None, volume: float) -> Tick:
-        """Persist a quote and the clock, then close what its SL/TP reach; raises TickRejected."""
+        """Persist a quote and the clock, then accrue swap, grow the bars and close what the
+        quote's SL/TP reach; raises TickRejected."""
         info, rbid, rask = rules.check_tick(self.symbols.get(symbol), symbol, bid, ask, volume)
         with self.book.write():
             clock = self.book.clock_ms()
@@ -29,11 +31,24 @@ class Desk(DeskReads):
             tick = Tick(symbol=symbol, time_ms=time_ms, bid=rbid, ask=rask, volume=volume)
             self.book.save_tick(tick)
             self.book.set_clock_ms(time_ms)
-            self.ledger.match_stops(tick, info)
+            market.on_tick(self, tick, info, clock)
         self.clock_ms = time_ms
         return tick
 
+    def is_hedge(self, symbol: str, direction: Direction) -> bool:
+        """True when an open would add a position opposite to an open one (hedging accounts only)."""
+        with self.book.read():
+            if self.book.account().margin_mode is not MarginMode.HEDGING:
+                return False
+            return any(p.direction is not direction for p in self.book.positions(symbol))
+
     # -- requests ------------------------------------------------------------------------------
+
+    def refuse(self, code: int, ticket: int) -> BrokerResult:
+        """The server refusing a request on a position with `code` (an injected fault)."""
+        return result(
+            code, f"{rules.RETCODE_MESSAGES.get(code, 'refused')} (injected fault)", position=ticket
+        )
 
     def _missing(self, ticket: int) -> BrokerResult:
         if self.book.was_position(ticket):
@@ -51,6 +66,9 @@ class Desk(DeskReads):
             info, tick = self._quote(p.symbol)
             if info is None:
                 return result(retcodes.INVALID, f"symbol {p.symbol} is not configured")
+            refused = rules.trade_mode_error(info, p.direction, opens=False)
+            if refused is not None:
+                return result(*refused, position=ticket)
             if tick is None:
                 return result(retcodes.PRICE_OFF, f"no quotes for {p.symbol}")
             sl, tp = rules.round_level(sl, info), rules.round_level(tp, info)
@@ -65,153 +83,58 @@ class Desk(DeskReads):
             self.book.update_position(ticket, sl=sl, tp=tp)
             return result(retcodes.DONE, position=ticket)
 
-    def close(self, ticket: int, volume: float | None, comment: str, magic: int) -> BrokerResult:
+    def close(
+        self, ticket: int, volume: float | None, comment: str, magic: int, fault: int | None = None
+    ) -> BrokerResult:
         with self.book.write():
             p = self.book.position(ticket)
             if p is None:
                 return self._missing(ticket)
-            info, tick = self._quote(p.symbol)
-            if info is None:
-                return result(retcodes.INVALID, f"symbol {p.symbol} is not configured")
-            if tick is None:
-                return result(retcodes.PRICE_OFF, f"no quotes for {p.symbol}")
             amount = p.volume if volume is None else volume
-            invalid = rules.close_volume_error(amount, p.volume, info)
-            if invalid is not None:
-                return result(retcodes.INVALID_VOLUME, invalid, position=ticket)
-            frozen = rules.frozen_error(p.direction, p.sl, p.tp, tick, info)
-            if frozen is not None:
-                return result(retcodes.FROZEN, frozen, position=ticket)
-            order = self.book.next_id()
-            price = tick.close_price(p.direction)
+            refusal = self._close_refusal(p, amount, fault)
+            if refusal is not None:
+                code, reason = refusal
+                self.record(
+                    self.book.next_id(), p.symbol, p.direction.opposite, finite(amount) or p.volume,
+                    magic=magic, comment=comment, position_id=p.identifier, retcode=code,
+                )  # fmt: skip
+                return result(code, reason, position=ticket)
+            info, tick = self._quote(p.symbol)
+            if info is None or tick is None:  # ruled out by _close_refusal
+                return result(retcodes.ERROR, "the symbol or its quote went away", position=ticket)
+            order, side = self.book.next_id(), p.direction.opposite
+            price = self.costs.fill(tick.close_price(p.direction), side, info)
+            comment = rules.truncate_comment(comment)
             deal = self.ledger.close_volume(
-                p,
-                order=order,
-                volume=amount,
-                price=price,
-                reason=DealReason.EXPERT,
-                magic=magic,
-                comment=rules.truncate_comment(comment),
-                time_ms=self.book.clock_ms(),
-                info=info,
-            )
+                p, order=order, volume=amount, price=price, reason=DealReason.EXPERT,
+                magic=magic, comment=comment, time_ms=self.book.clock_ms(), info=info,
+            )  # fmt: skip
+            self.record(
+                order, p.symbol, side, amount,
+                price=price, magic=magic, comment=comment, position_id=p.identifier,
+            )  # fmt: skip
             return result(
                 retcodes.DONE, order=order, deal=deal.ticket, price=price, volume=amount, position=ticket
             )
 
-    def open(
-        self,
-        symbol: str,
-        direction: Direction,
-        volume: float,
-        sl: float | None,
-        tp: float | None,
-        comment: str,
-        magic: int,
-    ) -> BrokerResult:
-        with self.book.write():
-            info, tick = self._quote(symbol)
-            if info is None:
-                return result(retcodes.INVALID, f"unknown symbol {symbol}")
-            if tick is None:
-                return result(retcodes.PRICE_OFF, f"no quotes for {symbol}")
-            invalid = rules.volume_error(volume, info)
-            if invalid is not None:
-                return result(retcodes.INVALID_VOLUME, invalid)
-            sl, tp = rules.round_level(sl, info), rules.round_level(tp, info)
-            invalid = rules.stops_error(direction, sl, tp, tick, info)
-            if invalid is not None:
-                return result(retcodes.INVALID_STOPS, invalid)
-            account = self.book.account()
-            netted = None
-            if account.margin_mode is MarginMode.NETTING:
-                same_symbol = self.book.positions(symbol)
-                netted = same_symbol[0] if same_symbol else None
-            added = volume
-            if netted is not None and netted.direction is not direction:
-                added = max(0.0, volume - netted.volume)
-            price = tick.open_price(direction)
-            if added > 0:
-                need = rules.margin_for(added, price, info, account.leverage)
-                free = self.margin_free(account)
-                if need > free:
-                    return result(retcodes.NO_MONEY, f"needs margin {need:.2f}, free {free:.2f}")
-            return self._execute_open(
-                netted, info, symbol, direction, volume, price, sl, tp, rules.truncate_comment(comment), magic
-            )
-
-    def _execute_open(
-        self,
-        netted: OpenPosition | None,
-        info: SymbolInfo,
-        symbol: str,
-        direction: Direction,
-        volume: float,
-        price: float,
-        sl: float | None,
-        tp: float | None,
-        comment: str,
-        magic: int,
-    ) -> BrokerResult:
-        order, now, ledger = self.book.next_id(), self.book.clock_ms(), self.ledger
-        if netted is None:
-            position, deal = ledger.open_position(
-                order=order,
-                symbol=symbol,
-                direction=direction,
-                volume=volume,
-                price=price,
-                sl=sl,
-                tp=tp,
-                magic=magic,
-                comment=comment,
-                time_ms=now,
-            )
-            ticket = position.ticket
-        elif netted.direction is direction:
-            deal = ledger.add_to_position(
-                netted,
-                order=order,
-                volume=volume,
-                price=price,
-                sl=sl,
-                tp=tp,
-                magic=magic,
-                comment=comment,
-                time_ms=now,
-                info=info,
-            )
-            ticket = netted.ticket
-        elif volume <= netted.volume + 1e-9:
-            deal = ledger.close_volume(
-                netted,
-                order=order,
-                volume=min(volume, netted.volume),
-                price=price,
-                reason=DealReason.EXPERT,
-                magic=magic,
-                comment=comment,
-                time_ms=now,
-                info=info,
-            )
-            ticket = netted.ticket
-        else:
-            deal = ledger.reverse_position(
-                netted,
-                order=order,
-                volume=volume,
-                price=price,
-                sl=sl,
-                tp=tp,
-                magic=magic,
-                comment=comment,
-                time_ms=now,
-                info=info,
-            )
-            ticket = netted.ticket
-        return result(
-            retcodes.DONE, order=order, deal=deal.ticket, price=price, volume=volume, position=ticket
-        )
+    def _close_refusal(self, p: OpenPosition, amount: float, fault: int | None) -> tuple[int, str] | None:
+        if fault is not None:
+            return fault, f"{rules.RETCODE_MESSAGES.get(fault, 'refused')} (injected fault)"
+        info, tick = self._quote(p.symbol)
+        if info is None:
+            return retcodes.INVALID, f"symbol {p.symbol} is not configured"
+        refused = rules.trade_mode_error(info, p.direction.opposite, opens=False)
+        if refused is not None:
+            return refused
+        if tick is None:
+            return retcodes.PRICE_OFF, f"no quotes for {p.symbol}"
+        invalid = rules.close_volume_error(amount, p.volume, info)
+        if invalid is not None:
+            return retcodes.INVALID_VOLUME, invalid
+        frozen = rules.frozen_error(p.direction, p.sl, p.tp, tick, info)
+        if frozen is not None:
+            return retcodes.FROZEN, frozen
+        return None
 
     def close_by(self, ticket: int, opposite_ticket: int) -> BrokerResult:
         with self.book.write():
@@ -230,32 +153,25 @@ class Desk(DeskReads):
             info = self.symbols.get(p.symbol)
             if info is None:
                 return result(retcodes.INVALID, f"symbol {p.symbol} is not configured")
+            refused = rules.trade_mode_error(info, p.direction, opens=False)
+            if refused is not None:
+                return result(*refused, position=ticket)
             amount = min(p.volume, q.volume)
             order, now, price = self.book.next_id(), self.book.clock_ms(), q.price_open
             # Both legs close at the opposite position's open price: the first carries the
             # locked-in profit, the second none (as MT5 books a close-by).
             deal = self.ledger.close_volume(
-                p,
-                order=order,
-                volume=amount,
-                price=price,
-                reason=DealReason.EXPERT,
-                magic=p.magic,
-                comment=f"[by #{q.ticket}]",
-                time_ms=now,
-                info=info,
-            )
+                p, order=order, volume=amount, price=price, reason=DealReason.EXPERT,
+                magic=p.magic, comment=f"[by #{q.ticket}]", time_ms=now, info=info,
+            )  # fmt: skip
             self.ledger.close_volume(
-                q,
-                order=order,
-                volume=amount,
-                price=price,
-                reason=DealReason.EXPERT,
-                magic=q.magic,
-                comment=f"[by #{p.ticket}]",
-                time_ms=now,
-                info=info,
-            )
+                q, order=order, volume=amount, price=price, reason=DealReason.EXPERT,
+                magic=q.magic, comment=f"[by #{p.ticket}]", time_ms=now, info=info,
+            )  # fmt: skip
+            self.record(
+                order, p.symbol, p.direction.opposite, amount,
+                price=price, magic=p.magic, comment=f"[by #{q.ticket}]", position_id=p.identifier,
+            )  # fmt: skip
             return result(
                 retcodes.DONE, order=order, deal=deal.ticket, price=price, volume=amount, position=ticket
             )

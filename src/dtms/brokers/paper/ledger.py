@@ -1,20 +1,22 @@
-"""Fills on the paper book: IN and OUT deals, position opening, growth, reduction and closing,
-balance updates, and the SL/TP matching a new tick triggers. Runs inside a `Book.write()`."""
+"""Fills on the paper book: IN and OUT deals with their commission and swap, position opening,
+growth, reduction and closing, and balance updates. Runs inside a `Book.write()`."""
 
 from __future__ import annotations
 
 from dtms.brokers.paper.book import Book
+from dtms.brokers.paper.costs import Costs
 from dtms.brokers.paper.rules import deal_profit, normalize_volume
 from dtms.brokers.paper.schema import OpenPosition
-from dtms.domain.broker_types import Deal, SymbolInfo, Tick
+from dtms.domain.broker_types import Deal, SymbolInfo
 from dtms.domain.enums import DealEntry, DealReason, Direction
 
 
 class Ledger:
     """Writes the deals and position rows of executed trades; validates nothing."""
 
-    def __init__(self, book: Book) -> None:
+    def __init__(self, book: Book, costs: Costs) -> None:
         self.book = book
+        self.costs = costs
 
     def _deal(
         self,
@@ -31,7 +33,9 @@ class Ledger:
         magic: int,
         comment: str,
         time_ms: int,
+        swap: float = 0.0,
     ) -> Deal:
+        """A deal charged its commission; its profit, commission and swap go to the balance."""
         deal = Deal(
             ticket=self.book.next_id(),
             order=order,
@@ -46,10 +50,13 @@ class Ledger:
             magic=magic,
             comment=comment,
             time_ms=time_ms,
+            commission=self.costs.commission(volume),
+            swap=swap,
         )
         self.book.insert_deal(deal)
-        if profit:
-            self.book.add_balance(profit)
+        cash = round(profit + deal.commission + swap, 2)
+        if cash:
+            self.book.add_balance(cash)
         return deal
 
     def open_position(
@@ -151,9 +158,11 @@ class Ledger:
         time_ms: int,
         info: SymbolInfo,
     ) -> Deal:
-        """An OUT deal for `volume` of the position at `price`; the rest stays open under the
-        same ticket and identifier, or the row goes when nothing is left."""
+        """An OUT deal for `volume` of the position at `price`, paying that volume's share of the
+        accrued swap; the rest stays open under the same ticket and identifier, or the row goes."""
         profit = deal_profit(position.direction, position.price_open, price, volume, info)
+        rest = normalize_volume(position.volume - volume, info)
+        swap = position.swap if rest <= 0 else round(position.swap * volume / position.volume, 2)
         deal = self._deal(
             order=order,
             position_id=position.identifier,
@@ -167,10 +176,10 @@ class Ledger:
             magic=magic,
             comment=comment,
             time_ms=time_ms,
+            swap=swap,
         )
-        rest = normalize_volume(position.volume - volume, info)
         if rest > 0:
-            self.book.update_position(position.ticket, volume=rest)
+            self.book.update_position(position.ticket, volume=rest, swap=round(position.swap - swap, 2))
         else:
             self.book.delete_position(position.ticket)
         return deal
@@ -232,37 +241,3 @@ class Ledger:
             time_ms=time_ms,
         )
         return out
-
-    def match_stops(self, tick: Tick, info: SymbolInfo) -> list[Deal]:
-        """Close every position of the tick's symbol whose SL or TP the tick reaches.
-
-        A BUY triggers on the bid (SL when bid <= SL, TP when bid >= TP), a SELL on the ask
-        (SL when ask >= SL, TP when ask <= TP). The fill is at the tick's quote, which is the
-        first price at or beyond the level: a gap through the stop fills at the gap price.
-        """
-        deals: list[Deal] = []
-        for position in self.book.positions(tick.symbol):
-            price = tick.trigger_price(position.direction)
-            sign = position.direction.sign
-            reason: DealReason | None = None
-            level = 0.0
-            if position.sl is not None and (price - position.sl) * sign <= 0:
-                reason, level = DealReason.SL, position.sl
-            elif position.tp is not None and (price - position.tp) * sign >= 0:
-                reason, level = DealReason.TP, position.tp
-            if reason is None:
-                continue
-            deals.append(
-                self.close_volume(
-                    position,
-                    order=self.book.next_id(),
-                    volume=position.volume,
-                    price=price,
-                    reason=reason,
-                    magic=position.magic,
-                    comment=f"[{reason.value} {level:.{info.digits}f}]",
-                    time_ms=tick.time_ms,
-                    info=info,
-                )
-            )
-        return deals

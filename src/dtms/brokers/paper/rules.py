@@ -7,7 +7,7 @@ import math
 
 from dtms.brokers import retcodes
 from dtms.domain.broker_types import SymbolInfo, Tick
-from dtms.domain.enums import Direction
+from dtms.domain.enums import Direction, TradeMode
 from dtms.domain.stops import round_to_tick
 
 _VOLUME_EPS = 1e-6
@@ -98,14 +98,32 @@ def stops_error(
 def frozen_error(
     direction: Direction, sl: float | None, tp: float | None, tick: Tick, info: SymbolInfo
 ) -> str | None:
-    """Why the position is frozen (retcode 10029): the closing quote is strictly within
-    freeze_level points of its SL or TP. A freeze level of 0 never freezes."""
+    """Why the position is frozen (retcode 10029): the closing quote is within freeze_level points
+    of its SL or TP, the boundary included (MT5 requires bid - SL > freeze level for a BUY, and
+    likewise). A freeze level of 0 never freezes."""
     if info.freeze_level <= 0:
         return None
     price = tick.trigger_price(direction)
     for name, level in (("SL", sl), ("TP", tp)):
-        if level is not None and abs(_points(price - level, info)) < info.freeze_level:
+        if level is not None and abs(_points(price - level, info)) <= info.freeze_level:
             return f"{price} is within {info.freeze_level} points of the {name} {level}"
+    return None
+
+
+def trade_mode_error(info: SymbolInfo, direction: Direction, opens: bool) -> tuple[int, str] | None:
+    """The retcode and reason when the symbol's trade mode refuses a request: DISABLED refuses
+    everything, the other modes only what `opens` (or grows) a position of `direction`."""
+    mode = info.trade_mode
+    if mode is TradeMode.DISABLED:
+        return retcodes.TRADE_DISABLED, f"trading {info.name} is disabled"
+    if not opens:
+        return None
+    if mode is TradeMode.CLOSE_ONLY:
+        return retcodes.CLOSE_ONLY, f"{info.name} allows closing positions only"
+    if mode is TradeMode.LONG_ONLY and direction is Direction.SELL:
+        return retcodes.LONG_ONLY, f"{info.name} allows long positions only"
+    if mode is TradeMode.SHORT_ONLY and direction is Direction.BUY:
+        return retcodes.SHORT_ONLY, f"{info.name} allows short positions only"
     return None
 
 
@@ -146,7 +164,18 @@ def truncate_comment(comment: str) -> str:
 
 
 RETCODE_MESSAGES: dict[int, str] = {
+    retcodes.REQUOTE: "requote",
     retcodes.DONE: "done",
+    retcodes.TIMEOUT: "request canceled by timeout",
+    retcodes.TRADE_DISABLED: "trade disabled",
+    retcodes.MARKET_CLOSED: "market closed",
+    retcodes.PRICE_CHANGED: "prices changed",
+    retcodes.TOO_MANY_REQUESTS: "too frequent requests",
+    retcodes.CONNECTION: "no connection with the trade server",
+    retcodes.LONG_ONLY: "only long positions allowed",
+    retcodes.SHORT_ONLY: "only short positions allowed",
+    retcodes.CLOSE_ONLY: "only position closing allowed",
+    retcodes.HEDGE_PROHIBITED: "opposite positions prohibited",
     retcodes.NO_CHANGES: "no changes",
     retcodes.INVALID: "invalid request",
     retcodes.INVALID_VOLUME: "invalid volume",

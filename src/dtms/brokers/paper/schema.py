@@ -1,16 +1,17 @@
-"""The paper broker file's tables (SQLAlchemy Core) and the rows the book reads back from them."""
+"""The paper broker file's tables (SQLAlchemy Core), the rows the book reads back from them, and the
+upgrade of an older file."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, inspect
 
-from dtms.domain.broker_types import Deal, Tick
-from dtms.domain.enums import DealEntry, DealReason, Direction, MarginMode
+from dtms.domain.broker_types import Bar, Deal, Order, Tick
+from dtms.domain.enums import DealEntry, DealReason, Direction, MarginMode, OrderState, Timeframe
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FIRST_TICKET = 1000
 DEFAULT_BALANCE = 10_000.0
 DEFAULT_LEVERAGE = 100
@@ -40,6 +41,7 @@ positions_t = Table(
     Column("magic", Integer, nullable=False),
     Column("comment", String, nullable=False),
     Column("time_ms", Integer, nullable=False),
+    Column("swap", Float, nullable=False, server_default="0"),
 )
 deals_t = Table(
     "deals",
@@ -57,6 +59,40 @@ deals_t = Table(
     Column("magic", Integer, nullable=False),
     Column("comment", String, nullable=False),
     Column("time_ms", Integer, nullable=False, index=True),
+    Column("commission", Float, nullable=False, server_default="0"),
+    Column("swap", Float, nullable=False, server_default="0"),
+)
+# Every order the server accepted (FILLED) or refused (REJECTED, with its retcode).
+orders_t = Table(
+    "orders",
+    metadata,
+    Column("ticket", Integer, primary_key=True, autoincrement=False),
+    Column("symbol", String, nullable=False),
+    Column("direction", String, nullable=False),
+    Column("volume", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("sl", Float, nullable=True),
+    Column("tp", Float, nullable=True),
+    Column("magic", Integer, nullable=False),
+    Column("comment", String, nullable=False),
+    Column("time_ms", Integer, nullable=False, index=True),
+    Column("state", String, nullable=False),
+    Column("position_id", Integer, nullable=False),
+    Column("retcode", Integer, nullable=False),
+)
+# Bid bars built from the ticks, the forming one included (the last per symbol and timeframe).
+bars_t = Table(
+    "bars",
+    metadata,
+    Column("symbol", String, primary_key=True),
+    Column("timeframe", String, primary_key=True),
+    Column("time_ms", Integer, primary_key=True, autoincrement=False),
+    Column("open", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False),
+    Column("tick_volume", Integer, nullable=False),
+    Column("spread_points", Integer, nullable=False),
 )
 ticks_t = Table(
     "ticks",
@@ -100,6 +136,23 @@ class OpenPosition:
     magic: int
     comment: str
     time_ms: int
+    swap: float = 0.0
+
+
+# Columns added since version 1, created with a default of 0 on older files.
+_ADDED_COLUMNS = {"positions": ("swap",), "deals": ("commission", "swap")}
+
+
+def upgrade(conn: Connection) -> None:
+    """Bring a version-1 file to this version: the new tables, and the cost columns at 0."""
+    metadata.create_all(conn)
+    inspector = inspect(conn)
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {c["name"] for c in inspector.get_columns(table)}
+        for column in columns:
+            if column not in present:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} FLOAT NOT NULL DEFAULT 0")
+    conn.execute(state_t.update().where(state_t.c.key == "schema_version").values(value=SCHEMA_VERSION))
 
 
 def tick_from_row(row: Any) -> Tick:
@@ -119,6 +172,7 @@ def position_from_row(row: Any) -> OpenPosition:
         magic=int(row.magic),
         comment=row.comment,
         time_ms=int(row.time_ms),
+        swap=float(row.swap),
     )
 
 
@@ -137,4 +191,37 @@ def deal_from_row(row: Any) -> Deal:
         magic=int(row.magic),
         comment=row.comment,
         time_ms=int(row.time_ms),
+        commission=float(row.commission),
+        swap=float(row.swap),
+    )
+
+
+def order_from_row(row: Any) -> Order:
+    return Order(
+        ticket=int(row.ticket),
+        symbol=row.symbol,
+        direction=Direction(row.direction),
+        volume=float(row.volume),
+        price=float(row.price),
+        sl=row.sl,
+        tp=row.tp,
+        magic=int(row.magic),
+        comment=row.comment,
+        time_ms=int(row.time_ms),
+        state=OrderState(row.state),
+        position_id=int(row.position_id),
+    )
+
+
+def bar_from_row(row: Any) -> Bar:
+    return Bar(
+        symbol=row.symbol,
+        timeframe=Timeframe(row.timeframe),
+        time_ms=int(row.time_ms),
+        open=float(row.open),
+        high=float(row.high),
+        low=float(row.low),
+        close=float(row.close),
+        tick_volume=int(row.tick_volume),
+        spread_points=int(row.spread_points),
     )

@@ -8,7 +8,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from dtms.domain.broker_types import SymbolInfo
+from dtms.domain.broker_types import FILLING_FOK, FILLING_IOC, SymbolInfo
+from dtms.domain.enums import TradeMode
 
 
 def _spec(
@@ -24,6 +25,7 @@ def _spec(
     volume_max: float = 100.0,
     tick_size: float | None = None,
     freeze_level: int = 0,
+    filling_modes: int = FILLING_FOK | FILLING_IOC,
 ) -> SymbolInfo:
     return SymbolInfo(
         name=name,
@@ -37,6 +39,8 @@ def _spec(
         volume_step=volume_step,
         volume_max=volume_max,
         spread_points=spread_points,
+        filling_modes=filling_modes,
+        trade_mode=TradeMode.FULL,
     )
 
 
@@ -63,6 +67,7 @@ DEFAULT_SYMBOLS: dict[str, SymbolInfo] = {
             stops_level=500,
             spread_points=1500,
             volume_max=10.0,
+            filling_modes=FILLING_IOC,
         ),
         _spec(
             "US30",
@@ -74,6 +79,7 @@ DEFAULT_SYMBOLS: dict[str, SymbolInfo] = {
             volume_min=0.1,
             volume_step=0.1,
             volume_max=50.0,
+            filling_modes=FILLING_FOK,
         ),
     )
 }
@@ -100,7 +106,9 @@ DAILY_VOLATILITY: dict[str, float] = {
 FALLBACK_DAILY_VOLATILITY = 0.01
 
 _FIELDS = {f.name for f in dataclasses.fields(SymbolInfo)}
-_INT_FIELDS = {"digits", "stops_level", "freeze_level", "spread_points"}
+_INT_FIELDS = {"digits", "stops_level", "freeze_level", "spread_points", "filling_modes"}
+# Fields a new symbol may leave out (every symbol has a default for them).
+_OPTIONAL = {"name", "filling_modes", "trade_mode"}
 # Keys an override may carry besides SymbolInfo's fields; they are not part of the contract spec.
 _EXTRA_KEYS = {"start_price", "daily_volatility"}
 
@@ -134,7 +142,7 @@ def build_symbols(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> d
         values = {k: v for k, v in fields.items() if k in _FIELDS and k != "name"}
         base = result.get(name)
         if base is None:
-            missing = _FIELDS - {"name"} - set(values)
+            missing = _FIELDS - _OPTIONAL - set(values)
             if missing:
                 raise ValueError(f"symbol {name}: new symbol needs field(s) {sorted(missing)}")
             coerced: dict[str, Any] = {k: _coerce(name, k, v) for k, v in values.items()}
@@ -147,7 +155,13 @@ def build_symbols(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> d
     return result
 
 
-def _coerce(symbol: str, field: str, value: Any) -> int | float:
+def _coerce(symbol: str, field: str, value: Any) -> int | float | TradeMode:
+    if field == "trade_mode":
+        if isinstance(value, TradeMode):
+            return value
+        if not isinstance(value, str) or value.upper() not in TradeMode.__members__:
+            raise ValueError(f"symbol {symbol}: trade_mode must be one of {', '.join(TradeMode)}")
+        return TradeMode(value.upper())
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"symbol {symbol}: {field} must be a number, got {value!r}")
     if field in _INT_FIELDS:
@@ -167,6 +181,8 @@ def validate_symbol(info: SymbolInfo) -> None:
     for field in ("digits", "stops_level", "freeze_level", "spread_points"):
         if getattr(info, field) < 0:
             raise ValueError(f"symbol {name}: {field} must not be negative")
+    if not 0 <= info.filling_modes <= FILLING_FOK | FILLING_IOC:
+        raise ValueError(f"symbol {name}: filling_modes must be a combination of FOK (1) and IOC (2)")
     if info.volume_min > info.volume_max:
         raise ValueError(f"symbol {name}: volume_min exceeds volume_max")
     if not _is_multiple(info.volume_min, info.volume_step):

@@ -1,15 +1,18 @@
-"""The paper broker's reads (account, ticks, positions with floating profit, deals) and the
-BrokerResult builder shared by its requests. Worker thread only, like the book."""
+"""The paper broker's reads (account, ticks, bars, positions with floating profit and swap, deals,
+order history) and the BrokerResult builder shared by its requests. Worker thread only."""
 
 from __future__ import annotations
 
 from dtms.brokers import retcodes
-from dtms.brokers.paper import rules
+from dtms.brokers.paper import orders, rules
+from dtms.brokers.paper.bars import BarMaker, closed_bars
 from dtms.brokers.paper.book import Book
+from dtms.brokers.paper.costs import Costs
 from dtms.brokers.paper.ledger import Ledger
 from dtms.brokers.paper.schema import AccountRow, OpenPosition
-from dtms.domain.broker_types import Account, BrokerResult, Deal, Position, SymbolInfo, Tick
+from dtms.domain.broker_types import Account, Bar, BrokerResult, Deal, Order, Position, SymbolInfo, Tick
 from dtms.domain.clock import Clock
+from dtms.domain.enums import Timeframe
 
 
 def result(
@@ -38,11 +41,15 @@ def result(
 class DeskReads:
     """Reads, each in one snapshot of the book."""
 
-    def __init__(self, book: Book, symbols: dict[str, SymbolInfo], wall_clock: Clock) -> None:
+    def __init__(
+        self, book: Book, symbols: dict[str, SymbolInfo], wall_clock: Clock, costs: Costs | None = None
+    ) -> None:
         self.book = book
         self.symbols = symbols
         self.wall_clock = wall_clock
-        self.ledger = Ledger(book)
+        self.costs = costs or Costs()
+        self.ledger = Ledger(book, self.costs)
+        self.bars = BarMaker()
         self.clock_ms = 0  # the last market time this desk saw; read without locking elsewhere
 
     # -- reads ---------------------------------------------------------------------------------
@@ -57,7 +64,7 @@ class DeskReads:
             row = self.book.account()
             ticks = self.book.last_ticks()
             positions = [self._view(p, ticks.get(p.symbol)) for p in self.book.positions()]
-        floating = sum((p.profit for p in positions), 0.0)
+        floating = sum((p.profit + p.swap for p in positions), 0.0)
         margin = round(
             sum(
                 (
@@ -103,6 +110,14 @@ class DeskReads:
         with self.book.read():
             return self.book.deals(since_ms, position)
 
+    def history_orders(self, since_ms: int) -> list[Order]:
+        with self.book.read():
+            return orders.history_orders(self.book.tx, since_ms)
+
+    def closed_bars(self, symbol: str, timeframe: Timeframe, count: int) -> list[Bar]:
+        with self.book.read():
+            return closed_bars(self.book.tx, symbol, timeframe, count, self.book.clock_ms())
+
     def _view(self, p: OpenPosition, tick: Tick | None) -> Position:
         price = p.price_open if tick is None else tick.close_price(p.direction)
         info = self.symbols.get(p.symbol)
@@ -118,7 +133,7 @@ class DeskReads:
             tp=p.tp,
             price_current=price,
             profit=profit,
-            swap=0.0,
+            swap=p.swap,
             magic=p.magic,
             comment=p.comment,
             time_ms=p.time_ms,
@@ -133,4 +148,4 @@ class DeskReads:
             for v in views
             if v.symbol in self.symbols
         )
-        return account.balance + sum(v.profit for v in views) - used
+        return account.balance + sum(v.profit + v.swap for v in views) - used
