@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ import structlog
 from dtms.brokers.base import Broker
 from dtms.config import normalise_symbol
 from dtms.domain.broker_types import SymbolInfo, Tick
-from dtms.domain.enums import ActionKind, JournalStatus, MarginMode, Owner, Timeframe, TradeState
+from dtms.domain.enums import ActionKind, Direction, JournalStatus, MarginMode, Owner, Timeframe, TradeState
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
 from dtms.guardian.executor import Executed, Executor
@@ -70,6 +71,7 @@ class Defence:
     actions: DefensiveConfig = field(default_factory=DefensiveConfig)
     views: dict[str, MarketView] = field(default_factory=dict)
     last: dict[int, ScoreResult] = field(default_factory=dict)
+    scorer: Callable[[MarketView, Direction, int, ScoreConfig], ScoreResult] = score
 
     def view(self, symbol: str) -> MarketView:
         if symbol not in self.views:
@@ -125,7 +127,7 @@ class Defence:
         """Score the trade, ask the table, send the step's actions; the state moves only when they all
         succeeded or were recorded as skipped. Returns the trigger that fired (None: no step)."""
         view = self.view(trade.symbol)
-        result = score(view, trade.direction, tick.time_ms, self.score_config)
+        result = self.scorer(view, trade.direction, tick.time_ms, self.score_config)
         self.last[trade.ticket] = result
         trade.score = result.total
         trade.score_history = [*trade.score_history, result.total][-SCORE_RING:]

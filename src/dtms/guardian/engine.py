@@ -19,6 +19,7 @@ from dtms.guardian.defence import Defence
 from dtms.guardian.executor import Executor, NoLease
 from dtms.managers.exits import MANAGER as EXITS
 from dtms.managers.exits import BreakevenRule, Skip, breakeven
+from dtms.managers.fsm import Trigger
 from dtms.store.database import Database, StoreUnavailable
 from dtms.store.journal import FencedOut
 from dtms.store.meta import advance_market_clock
@@ -142,16 +143,21 @@ class Engine:
     async def _defend(self, trade: Trade, tick: Tick, info: SymbolInfo) -> None:
         assert self.defence is not None
         reason = self.defence.due(trade, tick)
-        if reason is None:
-            return
+        if reason is not None:
+            await self.deep_check(trade, tick, info, reason)
+
+    async def deep_check(self, trade: Trade, tick: Tick, info: SymbolInfo, reason: str) -> Trigger | None:
+        """One deep check under the position's lock, the position and quote re-read, the trade saved."""
+        assert self.defence is not None
         async with self.lock(trade.ticket):
             if await self._broker.position(trade.ticket) is None or not trade.active:
-                return  # reconciliation closes it out with the deal's reason
+                return None  # reconciliation closes it out with the deal's reason
             fresh = await self._broker.tick(trade.symbol) or tick
-            await self.defence.deep_check(trade, fresh, info, reason)
+            trigger = await self.defence.deep_check(trade, fresh, info, reason)
             await self.save(trade)
             if not trade.active:
                 self.forget(trade.ticket)
+            return trigger
 
     async def apply(self, trade: Trade, decision: Intent | Skip | None) -> None:
         if isinstance(decision, Skip):

@@ -17,6 +17,7 @@ from dtms.domain.events import EventSink
 from dtms.domain.trade import ActionRecord, Trade
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Fence
+from dtms.managers.fsm import Trigger, step
 from dtms.store.database import Database
 from dtms.store.journal import open_actions, update_action
 from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
@@ -103,12 +104,22 @@ class Reconciler:
             deals = await self._broker.deals(position=trade.identifier)
             outs = [d for d in deals if d.entry is DealEntry.OUT]
             reason = outs[-1].reason.value if outs else "unknown"
+            defence = self._engine.defence
+            if (
+                trade.hedge_ticket is not None and defence is not None
+            ):  # "any -> position gone": close the hedge
+                await defence.executor.close(
+                    trade, None, "close_hedge", "dtms_defensive", ticket=trade.hedge_ticket
+                )
             close_out(trade, reason, self._market.now_ms())
             await self._save(trade)
             self._engine.forget(trade.ticket)
             report.closed.append(trade.ticket)
             self._events.emit("trade_closed", ticket=trade.ticket, symbol=trade.symbol, reason=reason)
             return
+        hedged = trade.state is TradeState.HEDGED and trade.hedge_ticket is not None
+        if hedged and self._engine.defence and await self._broker.position(trade.hedge_ticket or 0) is None:
+            await self._hedge_gone(trade)
         changed = False
         if not trade.verified:
             if position.symbol == trade.symbol and position.direction is trade.direction:
@@ -123,6 +134,27 @@ class Reconciler:
         if changed:
             await self._save(trade)
             report.synced.append(trade.ticket)
+
+    async def _hedge_gone(self, trade: Trade) -> None:
+        """HEDGED, and the hedge is gone at the broker (its stop hit, closed by hand): back to WARNING_L2,
+        with no new hedge in this epoch (SPEC-engine.md)."""
+        defence = self._engine.defence
+        assert defence is not None
+        trade.hedge_ticket = None
+        tick = await self._broker.tick(trade.symbol)
+        info = await self._engine.symbol_info(trade.symbol)
+        if tick is None or info is None:
+            return
+        await defence.apply(
+            trade,
+            step(TradeState.HEDGED, Trigger.HEDGE_GONE),
+            Trigger.HEDGE_GONE,
+            tick,
+            info,
+            defence.view(trade.symbol),
+            None,
+        )
+        await self._save(trade)
 
     async def _adopt_unknown(self, positions: dict[int, Position], report: ReconcileReport) -> None:
         if self._adopt is AdoptPolicy.NONE:
