@@ -298,3 +298,51 @@ async def test_hedge_gone_then_next_escalation_closes(scene: Scene) -> None:
     assert (await scene.check(0.0, 15, scripted(-7, structure=True))).name == "HEDGE_SPENT"
     assert scene.broker.sent == [("close", t.ticket, None)]  # no second hedge in this epoch: close instead
     assert t.state is TradeState.CLOSED
+
+
+async def test_a_restart_while_hedged_resumes_state_hedge_and_timer(scene: Scene, tmp_path: Path) -> None:
+    """The process dies in HEDGED: a new one, built from the store and the paper file alone, continues."""
+    await _to_hedged(scene)
+    old = scene.trade
+    await scene.broker.disconnect()  # everything in memory is gone; the store and the paper file remain
+
+    broker = RecordingPaper(tmp_path / "paper.db", delay_ms=(0, 0), margin_mode=scene.mode)
+    await broker.connect()
+    stored = scene.db.read_sync(lambda conn: get_trade(conn, old.ticket))
+    assert stored is not None
+    assert (stored.state, stored.epoch, stored.hedge_ticket, stored.volume) == (
+        TradeState.HEDGED,
+        3,
+        old.hedge_ticket,
+        pytest.approx(
+            0.05 if scene.mode is MarginMode.HEDGING else 0.03
+        ),  # netting: reduced by the hedge's 0.02
+    )
+    assert stored.timers["flat_until"] == old.timers["flat_until"]
+    assert stored.transitions[-1]["ref_price"] == old.transitions[-1]["ref_price"]
+    assert stored.score_history == [-2.5, -2.5, -5, -6.5]
+
+    fence = scene.engine._executor.current_fence()  # the same lease: a restart of the leader
+    market, sink = MarketClock(scene.now), CollectingSink()
+    executor = Executor(scene.db, broker, lambda: fence, market, WallClock(), sink, broker_timeout=5)
+    scores: list[SimpleNamespace] = []
+    defence = Defence(broker, executor, sink, scene.mode, scorer=lambda *_: scores[-1])  # type: ignore[arg-type,return-value]
+    defence.view("EURUSD").seed(Timeframe.M15, bars(Timeframe.M15, 40, 0.0020))
+    defence.view("EURUSD").seed(Timeframe.M5, bars(Timeframe.M5, 40, 0.0010))
+    engine = Engine(
+        scene.db, broker, executor, load_config().engine, market, sink, fence.account, WallClock(), defence
+    )
+    engine.track(stored)
+    scene.broker, scene.defence, scene.engine, scene.trade, scene.scores = (
+        broker,
+        defence,
+        engine,
+        stored,
+        scores,
+    )
+
+    assert await scene.check(-0.0009, 60, scripted(-5)) is None  # the flat timer kept its deadline
+    assert (await scene.check(-0.0009, 16, scripted(-5))).name == "FLAT_TIMER"
+    closes = [s[0] for s in broker.sent]
+    assert closes == (["close_by", "close"] if scene.mode is MarginMode.HEDGING else ["close"])
+    assert stored.state is TradeState.CLOSED and await broker.positions() == []
