@@ -10,9 +10,10 @@ import pytest
 
 from dtms.domain.enums import Direction, MarginMode
 from tests.contract.venue import Venue, VenueFactory
+from tests.contract.venue_mt5 import mt5_venue
 from tests.contract.venue_paper import paper_venue
 
-VENUES: dict[str, VenueFactory] = {"paper": paper_venue}
+VENUES: dict[str, VenueFactory] = {"paper": paper_venue, "mt5": mt5_venue}
 MODES = {"hedging": MarginMode.HEDGING, "netting": MarginMode.NETTING}
 
 netting_only = pytest.mark.parametrize("margin_mode", [MarginMode.NETTING], ids=["netting"])

@@ -111,7 +111,7 @@ def test_unreadable_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     path = tmp_path / "broken.json"
     path.write_text("{not json")
     monkeypatch.setenv("DTMS_CONFIG", str(path))
-    with pytest.raises(ConfigError, match="broken.json"):
+    with pytest.raises(ConfigError, match=r"broken\.json"):
         load_config()
     monkeypatch.setenv("DTMS_CONFIG", str(tmp_path / "absent.json"))
     with pytest.raises(ConfigError, match="DTMS_CONFIG"):

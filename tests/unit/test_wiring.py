@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dtms.brokers.paper import FaultKind, PaperBroker
-from dtms.config import load_config
+from dtms.config import ConfigError, load_config
 from dtms.domain.enums import MarginMode, RequestKind, TradeMode
 from dtms.guardian.wiring import make_broker
 
@@ -47,3 +47,17 @@ def test_paper_settings_from_the_config_file(monkeypatch: pytest.MonkeyPatch, tm
         9,
     )
     assert (lost.kind, lost.seconds) == (FaultKind.CONNECTION_LOST, 5)
+
+
+def test_mt5_without_its_package_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key, value in {
+        "DTMS_BROKER": "mt5",
+        "DTMS_MT5_BRIDGE_HOST": "127.0.0.1",
+        "DTMS_MT5_BRIDGE_PORT": "18812",
+        "DTMS_HOME": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match="mt5linux"):
+        make_broker(load_config())

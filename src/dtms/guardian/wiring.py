@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from dtms.brokers.base import Broker
+from dtms.brokers.mt5 import MT5Broker, MT5SetupError, load_mt5_module
 from dtms.brokers.paper.broker import PaperBroker
 from dtms.brokers.paper.faults import FaultKind, FaultRule
 from dtms.brokers.paper.feed import SyntheticFeed
@@ -126,10 +127,26 @@ async def _reconcile_forever(reconciler: Reconciler, interval: float) -> None:
 
 
 def make_broker(config: AppConfig) -> Broker:
-    """The broker the settings select; only the paper broker exists in this version."""
+    """The broker the settings select: the paper broker, or MT5 (its module or the mt5linux bridge)."""
     settings = config.settings
-    if settings.broker != "paper":
-        raise ConfigError("DTMS_BROKER: 'mt5' is not available in this version; use 'paper'")
+    if settings.broker == "mt5":
+        try:
+            module = load_mt5_module(
+                bridge_host=settings.mt5_bridge_host, bridge_port=settings.mt5_bridge_port
+            )
+        except MT5SetupError as exc:
+            raise ConfigError(str(exc)) from exc
+        offset = settings.mt5_offset_seconds
+        return MT5Broker(
+            module,
+            time_offset="auto" if offset is None else offset,
+            timeout=settings.broker_timeout,
+            login=settings.mt5_login,
+            password=settings.mt5_password,
+            server=settings.mt5_server,
+            path=settings.mt5_path,
+            magic=settings.magic,
+        )
     symbols = build_symbols(
         {name: o.model_dump(exclude_none=True, mode="json") for name, o in config.engine.symbols.items()}
     )
