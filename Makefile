@@ -20,11 +20,18 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@ $(RUN_STAMP)
 
+# The demo replays the shipped EURUSD 2017 H1 data at an hour of market per second, in its own data
+# directory (the paper clock is monotone, so a replay of 2017 needs a home whose clock has not passed it).
+DEMO_FEED  ?= replay:samples/eurusd_h1_2017/EURUSD_H1_2017.csv
+DEMO_SPEED ?= 3600
+DEMO_HOME  ?= ./data/demo
+
 run: $(RUN_STAMP)
-	$(BIN)/dtms serve
+	DTMS_PAPER_FEED="$${DTMS_PAPER_FEED:-$(DEMO_FEED)}" DTMS_PAPER_SPEED="$${DTMS_PAPER_SPEED:-$(DEMO_SPEED)}" \
+	DTMS_HOME="$${DTMS_HOME:-$(DEMO_HOME)}" $(BIN)/dtms serve
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks samples
 	$(BIN)/mypy
 
 test: lint
@@ -32,6 +39,8 @@ test: lint
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_writer.py
+	$(BIN)/python benchmarks/bench_register.py
+	$(BIN)/python benchmarks/broker.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The front door: `make run` serves a ready leader on 127.0.0.1:8001 with a moving synthetic market."""
+"""The front door: `make run` serves a ready leader on 127.0.0.1:8001, replaying real EURUSD data."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_make_run_serves_health_within_60_s(tmp_path: Path) -> None:
             return value
 
         first = wait_until(market_time, 10)
-        wait_until(lambda: (market_time() or "") > first, 10)  # the simulated market moves
+        assert first.startswith("2017-01-0")  # the demo replays the shipped EURUSD 2017 H1 data
+        wait_until(lambda: (market_time() or "") > first, 10)  # and the market moves
         output = (tmp_path / "make-run.log").read_text()
         assert "http://127.0.0.1:8001" in output  # the URL is printed
         assert str(tmp_path / "data") in output  # and where the data lives

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -12,6 +13,7 @@ from dtms.brokers.mt5 import MT5Broker, MT5SetupError, load_mt5_module
 from dtms.brokers.paper.broker import PaperBroker
 from dtms.brokers.paper.faults import FaultKind, FaultRule
 from dtms.brokers.paper.feed import SyntheticFeed
+from dtms.brokers.paper.replay import ReplayFeed
 from dtms.brokers.paper.symbols import build_symbols
 from dtms.config import AppConfig, ConfigError
 from dtms.domain.broker_types import Position
@@ -112,7 +114,28 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
             broker, symbols, seed=settings.paper_seed, speed=settings.speed_factor or 60.0
         )
         rt.feed.start()
+    elif isinstance(broker, PaperBroker) and settings.replay_path is not None:
+        symbol = replay_symbol(settings.replay_path)
+        if symbol not in broker.symbols:
+            raise ConfigError(
+                f"DTMS_PAPER_FEED: {settings.replay_path.name} names no symbol the paper broker knows "
+                f"(name the file <SYMBOL>_....csv, e.g. EURUSD_H1_2017.csv)"
+            )
+        rt.feed = ReplayFeed(broker, settings.replay_path, symbol=symbol, speed=settings.speed_factor)
+        rt.feed.start()
+        log.info(
+            "replay",
+            file=str(settings.replay_path),
+            symbol=symbol,
+            bars=len(rt.feed.bars),
+            speed=settings.paper_speed,
+        )
     return leader
+
+
+def replay_symbol(path: Path) -> str:
+    """The symbol a replay file holds, from its name: EURUSD_H1_2017.csv -> EURUSD."""
+    return path.name.split("_", 1)[0].split(".", 1)[0].upper()
 
 
 async def _reconcile_forever(reconciler: Reconciler, interval: float) -> None:

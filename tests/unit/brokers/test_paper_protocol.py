@@ -96,6 +96,7 @@ async def test_bars_survive_a_restart_and_the_forming_bar_goes_on(paper_path, br
 
 async def test_at_most_max_bars_closed_bars_are_kept(paper_path, broker_factory, monkeypatch):
     monkeypatch.setattr(bars_module, "MAX_BARS", 5)
+    monkeypatch.setattr(bars_module, "TRIM_EVERY", 1)  # trim at every new bar, to count the rows exactly
     broker = await broker_factory()
     await _ticks(broker, *((i * MIN, 1.1 + i * 0.0001) for i in range(12)))
     kept = await broker.bars("EURUSD", Timeframe.M1, 100)

@@ -37,6 +37,7 @@ class BarMaker:
 
     def __init__(self) -> None:
         self._forming: dict[tuple[str, Timeframe], int] = {}
+        self._new_bars: dict[tuple[str, Timeframe], int] = {}
 
     def on_tick(self, tx: Connection, tick: Tick, info: SymbolInfo) -> None:
         """Fold the tick's bid into the bar of every timeframe (spread_points is the bar's lowest)."""
@@ -62,7 +63,13 @@ class BarMaker:
             key = (tick.symbol, timeframe)
             if self._forming.get(key) != row["time_ms"]:
                 self._forming[key] = int(row["time_ms"])
-                _trim(tx, tick.symbol, timeframe)
+                self._new_bars[key] = self._new_bars.get(key, 0) + 1
+                if (self._new_bars[key] - 1) % TRIM_EVERY == 0:  # trimming is a DELETE: do it now and then
+                    _trim(tx, tick.symbol, timeframe)
+
+
+TRIM_EVERY = 64
+"""New bars between two trims of a series: a series holds at most MAX_BARS + TRIM_EVERY rows."""
 
 
 def _trim(tx: Connection, symbol: str, timeframe: Timeframe) -> None:
@@ -75,7 +82,8 @@ def _trim(tx: Connection, symbol: str, timeframe: Timeframe) -> None:
 
 
 def closed_bars(tx: Connection, symbol: str, timeframe: Timeframe, count: int, clock_ms: int) -> list[Bar]:
-    """The last `count` bars that ended at or before clock_ms, oldest first."""
+    """The last `count` (at most MAX_BARS) bars that ended at or before clock_ms, oldest first."""
+    count = min(count, MAX_BARS)
     if count <= 0:
         return []
     span = timeframe.seconds * 1000
