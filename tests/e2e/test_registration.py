@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.server import Server, make_server
+from tests.e2e.server import Server, make_server, wait_until
 
 T0 = 1_767_225_600_000
 
@@ -33,11 +33,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def _counts(home: Path) -> tuple[int, int, int]:
     engine = create_engine(f"sqlite:///{home / 'dtms.db'}")
+    # Journal rows of reconciliation (stops put on the naked positions opened here) are not the request's.
+    queries = [f"SELECT COUNT(*) FROM {t}" for t in ("trades", "registry")]
+    queries.append("SELECT COUNT(*) FROM journal WHERE requested_by != 'dtms_reconcile'")
     with engine.connect() as conn:
-        counts = tuple(
-            int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one())
-            for t in ("trades", "registry", "journal")
-        )
+        counts = tuple(int(conn.execute(text(q)).scalar_one()) for q in queries)
     engine.dispose()
     return counts  # type: ignore[return-value]
 
@@ -83,14 +83,19 @@ def test_repeat_reports_differences(server: Server) -> None:
     again = server.post("/dtms/trade/enable", json={**body, "volume": 0.2})
     assert again.json()["already_registered"] is True
     assert again.json()["differences"] == {"volume": {"stored": 0.1, "requested": 0.2}}
-    # The broker is the source of truth: a stop the position does not have is reported, not recorded.
+    # The broker is the source of truth: a stop the position does not have is not recorded ...
     bare = _open(server, "SELL", "GBPUSD")["ticket"]
-    assert (
-        server.post("/dtms/trade/enable", json={**body, "ticket": bare}).json()["trade_info"]["stop_loss"]
-        is None
-    )
-    repeat = server.post("/dtms/trade/enable", json={**body, "ticket": bare}).json()
-    assert repeat["differences"] == {"stop_loss": {"stored": None, "requested": 1.28}}
+    registered = server.post("/dtms/trade/enable", json={**body, "ticket": bare}).json()["trade_info"]
+    assert registered["stop_loss"] is None and registered["initial_stop_loss"] == 1.28
+    # ... and the naked position gets one within a reconciliation cycle: entry + the default risk of 0.5 %
+    # of price (no ATR yet): 1.27000 + 0.005 x 1.27012 = 1.2763506, rounded up (away from price) to 1.27636.
+    positions = lambda: {p["ticket"]: p for p in server.get("/paper/positions").json()["positions"]}  # noqa: E731
+    wait_until(lambda: positions()[bare]["sl"] is not None, 10)
+    assert positions()[bare]["sl"] == 1.27636
+    rows = server.get("/dtms/actions", params={"ticket": bare}).json()["action_history"]
+    assert [(r["action_type"], r["status"], r["requested_by"]) for r in rows] == [
+        ("protect_naked", "done", "dtms_reconcile")
+    ]
 
 
 def test_unknown_ticket_is_404(server: Server) -> None:

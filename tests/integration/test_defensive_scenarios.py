@@ -346,3 +346,31 @@ async def test_a_restart_while_hedged_resumes_state_hedge_and_timer(scene: Scene
     closes = [s[0] for s in broker.sent]
     assert closes == (["close_by", "close"] if scene.mode is MarginMode.HEDGING else ["close"])
     assert stored.state is TradeState.CLOSED and await broker.positions() == []
+
+
+async def test_manual_changes_at_the_broker(scene: Scene) -> None:
+    """Tighter by hand: adopted. Looser by hand: put back. Removed: a stop at entry ∓ 1.5 ATR(M15).
+    A TP change is the trader's: adopted."""
+    t, sign = scene.trade, scene.direction.sign
+    original = t.stop_loss
+    assert original is not None
+    looser = round(original - sign * 0.0005, 5)
+    await scene.broker.modify_stops(t.ticket, looser, None)
+    scene.broker.sent.clear()
+    await scene.reconciler.pass_once()
+    assert scene.broker.sent == [("modify_stops", t.ticket, original, None)]
+    assert (await scene.broker.position(t.ticket)).sl == original  # type: ignore[union-attr]
+
+    tighter = round(original + sign * 0.0005, 5)
+    await scene.broker.modify_stops(t.ticket, tighter, 1.2 if sign > 0 else 1.0)
+    scene.broker.sent.clear()
+    await scene.reconciler.pass_once()
+    assert scene.broker.sent == [] and t.stop_loss == tighter and t.take_profit == (1.2 if sign > 0 else 1.0)
+
+    await scene.broker.modify_stops(t.ticket, None, t.take_profit)
+    scene.broker.sent.clear()
+    await scene.reconciler.pass_once()
+    entry = t.entry_price  # BUY 1.10010, SELL 1.10000; ATR(M15) = 0.0020, so 0.0030 on the loss side
+    naked = round(entry - sign * 0.0030, 5)
+    assert scene.broker.sent == [("modify_stops", t.ticket, naked, t.take_profit)]
+    assert t.stop_loss == naked

@@ -12,9 +12,10 @@ import structlog
 from dtms.brokers.base import Broker
 from dtms.domain.broker_types import Position
 from dtms.domain.clock import Clock
-from dtms.domain.enums import ActionKind, AdoptPolicy, DealEntry, JournalStatus, TradeState
+from dtms.domain.enums import ActionKind, AdoptPolicy, DealEntry, JournalStatus, Timeframe, TradeState
 from dtms.domain.events import EventSink
-from dtms.domain.trade import ActionRecord, Trade
+from dtms.domain.stops import is_tighter, make_valid_stop, tightest_valid_stop
+from dtms.domain.trade import ActionRecord, Intent, Trade
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Fence
 from dtms.managers.fsm import Trigger, step
@@ -23,6 +24,7 @@ from dtms.store.journal import open_actions, update_action
 from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
 
 log = structlog.get_logger("dtms.reconcile")
+NAKED_RISK_ATR = 1.5
 
 SettleOpen = Callable[[ActionRecord, Position | None, bool], Awaitable[None]]
 
@@ -59,6 +61,9 @@ class Reconciler:
         events: EventSink,
         *,
         fence: Fence,
+        protect_naked: bool = True,
+        restore_loosened: bool = True,
+        default_risk_pct: float = 0.5,
         adopt: AdoptPolicy,
         adopt_min_age_s: float,
         magic: int,
@@ -71,6 +76,8 @@ class Reconciler:
         self._settle_window_ms = int(settle_window_s * 1000)
         self._settle_open = settle_open
         self._fence = fence
+        self._protect_naked, self._restore_loosened = protect_naked, restore_loosened
+        self._default_risk_pct = default_risk_pct
         self._passes: dict[int, int] = {}
         self._known: set[int] = set()
         self.passes = 0
@@ -128,12 +135,84 @@ class Reconciler:
                 trade.quarantined = True
                 trade.warnings.append("registration contradicts the broker position")
             changed = True
+        if trade.verified and not trade.quarantined and await self._put_stop_back(trade, position, report):
+            return
         if (position.sl, position.tp, position.volume) != (trade.stop_loss, trade.take_profit, trade.volume):
+            if position.sl != trade.stop_loss or position.tp != trade.take_profit:
+                self._events.emit(
+                    "manual_change_adopted",
+                    ticket=trade.ticket,
+                    sl_before=trade.stop_loss,
+                    sl_after=position.sl,
+                    tp_before=trade.take_profit,
+                    tp_after=position.tp,
+                )
             trade.stop_loss, trade.take_profit, trade.volume = position.sl, position.tp, position.volume
             changed = True
         if changed:
             await self._save(trade)
             report.synced.append(trade.ticket)
+
+    async def _put_stop_back(self, trade: Trade, position: Position, report: ReconcileReport) -> bool:
+        """A position without a stop gets one; a stop loosened by hand is put back (SPEC-engine.md
+        "Positions without a stop", "Manual changes at the broker"). True when a request was sent."""
+        defence = self._engine.defence
+        if defence is None:
+            return False
+        executor = defence.executor
+        if position.sl is None and self._protect_naked:
+            sl = await self._naked_stop(trade, position)
+            if sl is None:
+                return False
+            reason, level = "protect_naked", sl
+        elif (
+            self._restore_loosened
+            and position.sl is not None
+            and trade.stop_loss is not None
+            and not is_tighter(trade.direction, position.sl, trade.stop_loss)
+            and position.sl != trade.stop_loss
+        ):
+            reason, level = "restore_stop", trade.stop_loss
+        else:
+            return False
+        intent = Intent(
+            trade.ticket,
+            ActionKind.MODIFY_STOPS,
+            "dtms_reconcile",
+            reason,
+            sl=level,
+            tp=position.tp,
+            details={"found_sl": position.sl},
+        )
+        done = await executor.modify_stops(trade, intent)
+        trade.volume = position.volume
+        self._events.emit(
+            reason,
+            ticket=trade.ticket,
+            symbol=trade.symbol,
+            found_sl=position.sl,
+            sl=level,
+            status=done.status.value,
+        )
+        report.synced.append(trade.ticket)
+        return True
+
+    async def _naked_stop(self, trade: Trade, position: Position) -> float | None:
+        """entry ∓ 1.5 × ATR(M15) (or the default risk before ATR is known), valid and protective; the
+        tightest valid stop when price is already beyond it."""
+        tick = await self._broker.tick(trade.symbol)
+        info = await self._engine.symbol_info(trade.symbol)
+        if tick is None or info is None:
+            return None
+        defence = self._engine.defence
+        atr15 = defence.view(trade.symbol).indicators(Timeframe.M15).atr.value if defence else None
+        atr5 = defence.view(trade.symbol).indicators(Timeframe.M5).atr.value if defence else None
+        price = tick.trigger_price(trade.direction)
+        risk = NAKED_RISK_ATR * atr15 if atr15 else price * self._default_risk_pct / 100
+        raw = position.price_open - trade.direction.sign * risk
+        if (price - raw) * trade.direction.sign <= 0:
+            return tightest_valid_stop(trade.direction, tick, info, atr5)
+        return make_valid_stop(trade.direction, raw, tick, info, atr5)
 
     async def _hedge_gone(self, trade: Trade) -> None:
         """HEDGED, and the hedge is gone at the broker (its stop hit, closed by hand): back to WARNING_L2,
