@@ -93,7 +93,9 @@ async def get_trade(ticket: TicketPath, request: Request) -> dict[str, Any]:
     trade = await rt.service.trade(ticket)
     if trade is None:
         raise NotFound(f"no trade {ticket} is registered", {"ticket": ticket})
-    info = trade_info(trade)
+    leader = rt.leader
+    last = leader.engine.defence.last.get(ticket) if leader and leader.engine.defence else None
+    info = trade_info(trade, last.to_dict() if last is not None else None)
     return {
         "success": True,
         "summary": f"{info['symbol']} #{ticket} is {info['state']}",

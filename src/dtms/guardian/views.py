@@ -15,7 +15,8 @@ def iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def trade_info(trade: Trade) -> dict[str, Any]:
+def trade_info(trade: Trade, score: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trade as SPEC-api.md shows it; `score` is the last deep check's full account when known."""
     return {
         "ticket": trade.ticket,
         "identifier": trade.identifier,
@@ -34,8 +35,11 @@ def trade_info(trade: Trade) -> dict[str, Any]:
         "breakeven_triggered": trade.breakeven_triggered,
         "adopted": trade.adopted,
         "current_score": trade.score,
-        "sub_scores": {},
-        "regime": None,
+        "sub_scores": score["subscores"] if score else {},
+        "regime": score["regime"] if score else None,
+        "thresholds": score["thresholds"] if score else None,
+        "confluence": score["confluence"] if score else None,
+        "score_history": list(trade.score_history),
         "state_entry_time": iso(trade.state_entry_market_ms),
         "registered_at": iso(trade.registered_market_ms),
         "closed_reason": trade.closed_reason,
