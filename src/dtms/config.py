@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dtms.domain.enums import AdoptPolicy, MarginMode, RequestKind, TradeMode, TradeType
+from dtms.managers.rails import CalendarError, NewsEvent, parse_news_calendar
 
 KNOWN_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "US30")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -252,6 +253,23 @@ class RecoveryConfig(_Strict):
     re_add: bool = False
 
 
+class RailsConfig(_Strict):
+    """The safety rails (SPEC-engine.md "Safety rails"); the calendar path is relative to the config file."""
+
+    daily_loss_pct: float = Field(2.0, gt=0, le=100, description="% of balance, realised + floating, UTC day")
+    hourly_loss_pct: float = Field(1.0, gt=0, le=100, description="% of balance, realised + floating, hour")
+    max_consecutive_stop_outs: int = Field(3, ge=1)
+    news_calendar: Path | None = Field(Path("news_calendar.csv"), description="CSV time_utc,currency,...")
+    news_before_min: float = Field(30.0, ge=0)
+    news_after_min: float = Field(15.0, ge=0)
+    spread_spike_factor: float = Field(2.0, gt=1)
+    spread_min_samples: int = Field(20, ge=1, description="samples of the hour needed before a spike counts")
+    stale_after_s: float = Field(300.0, gt=0, description="wall seconds without a tick while open")
+    closed_recheck_s: float = Field(60.0, gt=0, description="market seconds a 10018/10021 answer holds")
+    margin_level_alert_pct: float = Field(150.0, gt=0)
+    watch_interval_s: float = Field(10.0, gt=0, description="wall seconds between rail sweeps (alerts)")
+
+
 class EngineConfig(_Strict):
     """The validated content of config/dtms_config.json (besides the 'service' section)."""
 
@@ -262,6 +280,7 @@ class EngineConfig(_Strict):
     paper: PaperConfig = Field(default_factory=PaperConfig)
     signal_score: dict[str, Any] = Field(default_factory=dict)
     recovery: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig())
+    rails: RailsConfig = Field(default_factory=lambda: RailsConfig())
 
     @field_validator("signal_score")
     @classmethod
@@ -311,6 +330,7 @@ class AppConfig(BaseModel):
     settings: Settings
     engine: EngineConfig
     config_path: Path
+    news: tuple[NewsEvent, ...] | None = None  # None: no calendar file (news blackout off)
 
 
 def _describe(exc: ValidationError, prefix: str, env_style: bool) -> str:
@@ -352,4 +372,23 @@ def load_config() -> AppConfig:
         engine = EngineConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc, '', env_style=False)}") from exc
-    return AppConfig(settings=settings, engine=engine, config_path=path)
+    return AppConfig(settings=settings, engine=engine, config_path=path, news=_news(engine.rails, path))
+
+
+def _news(rails: RailsConfig, config_path: Path) -> tuple[NewsEvent, ...] | None:
+    """The news calendar, validated at start; a missing file is an error only when the config names it."""
+    if rails.news_calendar is None:
+        return None
+    path = (
+        rails.news_calendar if rails.news_calendar.is_absolute() else config_path.parent / rails.news_calendar
+    )
+    if not path.is_file():
+        if "news_calendar" in rails.model_fields_set:
+            raise ConfigError(f"rails.news_calendar: file {path} does not exist")
+        return None
+    try:
+        return tuple(parse_news_calendar(path.read_text(encoding="utf-8"), str(path)))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"rails.news_calendar: {path} cannot be read: {exc}") from exc
+    except CalendarError as exc:
+        raise ConfigError(f"rails.news_calendar: {exc}") from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,7 +25,11 @@ from dtms.store.journal import FencedOut
 from dtms.store.meta import advance_market_clock
 from dtms.store.trades import save_trade
 
+if TYPE_CHECKING:
+    from dtms.guardian.rails import Rails
+
 log = structlog.get_logger("dtms.engine")
+STALE_CHECK = "deep_check"
 _EXIT_STATES = (TradeState.HEALTHY, TradeState.WARNING_L1, TradeState.RECOVERING)
 
 
@@ -43,9 +47,11 @@ class Engine:
         account: str,
         wall: Clock,
         defence: Defence | None = None,
+        rails: Rails | None = None,
     ) -> None:
         self._wall = wall
         self.defence = defence
+        self.rails = rails
         self._db, self._broker, self._executor = db, broker, executor
         self._config, self._market, self._events, self._account = config, market, events, account
         self.trades: dict[int, Trade] = {}
@@ -77,14 +83,34 @@ class Engine:
     async def run(self) -> None:
         """Consume the broker's ticks until cancelled; a failing trade never stops the loop."""
         queue = self._broker.subscribe_ticks()
+        watch = asyncio.create_task(self._watch(), name="dtms-rails") if self.rails is not None else None
+        try:
+            while True:
+                tick = await queue.get()
+                await self.on_tick(tick)
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    async def _watch(self) -> None:
+        """The rails' periodic look (loss, margin-level and stale-data alerts) while ticks may be absent."""
+        assert self.rails is not None
         while True:
-            tick = await queue.get()
-            await self.on_tick(tick)
+            await asyncio.sleep(self.rails.config.watch_interval_s)
+            symbols = sorted({t.symbol for t in self.trades.values()})
+            try:
+                await self.rails.sweep(self._broker, symbols, self._market.now_ms(), self._wall.now_ms())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the sweep only alerts; it must not stop, and it says why it failed
+                log.exception("rails_sweep_failed", error=str(exc))
 
     async def on_tick(self, tick: Tick) -> None:
         loop = asyncio.get_running_loop()
         self.ticks_seen += 1
         self.last_tick_wall_s = loop.time()
+        if self.rails is not None:
+            self.rails.observe(tick, self._wall.now_ms())
         if self.defence is not None:
             self.defence.on_tick(tick)
         if self._market.advance(tick.time_ms):
@@ -153,11 +179,35 @@ class Engine:
             if await self._broker.position(trade.ticket) is None or not trade.active:
                 return None  # reconciliation closes it out with the deal's reason
             fresh = await self._broker.tick(trade.symbol) or tick
+            if await self._stale(trade, fresh):
+                return None
             trigger = await self.defence.deep_check(trade, fresh, info, reason)
             await self.save(trade)
             if not trade.active:
                 self.forget(trade.ticket)
             return trigger
+
+    async def _stale(self, trade: Trade, tick: Tick) -> bool:
+        """Stale data (SPEC-engine.md): no state transition; journaled `blocked` once per quiet spell."""
+        if self.rails is None:
+            return False
+        self.rails.observe(tick, self._wall.now_ms())
+        verdict = self.rails.stale(trade.symbol, self._market.now_ms(), self._wall.now_ms())
+        if verdict.status is None:
+            self.rails.release(trade.ticket, STALE_CHECK)
+            return False
+        if self.rails.repeat(trade.ticket, STALE_CHECK, verdict) is None:
+            action_id = await self._executor.journal(
+                trade,
+                ActionKind.MODIFY_STOPS,
+                STALE_CHECK,
+                verdict.status,
+                "dtms_defensive",
+                {"state": trade.state.value},
+                error=verdict.error,
+            )
+            self.rails.hold(trade, STALE_CHECK, verdict, action_id)
+        return True
 
     async def apply(self, trade: Trade, decision: Intent | Skip | None) -> None:
         if isinstance(decision, Skip):

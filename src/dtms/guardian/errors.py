@@ -36,6 +36,12 @@ class Conflict(ServiceError):
     status, code = 409, "conflict"
 
 
+class RailBlocked(ServiceError):
+    """A safety rail refuses the request (a loss limit, consecutive stop-outs, the market closed)."""
+
+    status, code = 409, "rail_blocked"
+
+
 class IdempotencyKeyReused(ServiceError):
     status, code = 409, "idempotency_key_reused"
 

@@ -5,26 +5,31 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random
 
 from dtms.brokers.base import Broker, BrokerUnavailable
+from dtms.brokers.retcodes import MARKET_CLOSED, PRICE_OFF
 from dtms.domain.broker_types import BrokerResult
 from dtms.domain.clock import Clock
 from dtms.domain.enums import ActionKind, JournalStatus, Outcome
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
 from dtms.store.database import Database
-from dtms.store.journal import check_fence, insert_action, update_action
+from dtms.store.journal import check_fence, get_action, insert_action, update_action
 from dtms.store.trades import next_action_seq, save_trade
+
+if TYPE_CHECKING:
+    from dtms.guardian.rails import Rails
 
 log = structlog.get_logger("dtms.executor")
 T = TypeVar("T")
 
 MAX_FAILURES = 3
+CLOSED_RETCODES = frozenset({MARKET_CLOSED, PRICE_OFF})
 FRESH_PRICE_RETRIES = 2
 
 _STATUS_OF: dict[Outcome, JournalStatus] = {
@@ -93,10 +98,12 @@ class Executor:
         *,
         broker_timeout: float,
         shadow: bool = False,
+        rails: Rails | None = None,
     ) -> None:
         self._db, self._broker, self._fence = db, broker, fence
         self._market, self._wall, self._events = market, wall, events
         self._timeout, self._shadow = broker_timeout, shadow
+        self.rails = rails
         self._failures: dict[tuple[int, str], int] = {}
 
     def current_fence(self) -> Fence:
@@ -157,13 +164,20 @@ class Executor:
         on_done: Callable[[BrokerResult], None] | None = None,
     ) -> Executed:
         """Journal (fenced), send once with the comment tag, record the outcome; `on_done` updates the trade
-        before the outcome's commit. The tag is `tag` or `dtms:<action id>`."""
+        before the outcome's commit. The tag is `tag` or `dtms:<action id>`. A safety rail may hold it
+        back first: journaled `blocked`, `waiting` or `skipped` with the rail's reason, nothing sent."""
+        held = await self._rails(trade, kind, reason, manager, request)
+        if held is not None:
+            return held
         action_id = await self.journal(trade, kind, reason, JournalStatus.PENDING, manager, request)
+        await self._supersede(trade, reason, action_id)
         if self._shadow:
             await self._record(action_id, JournalStatus.SKIPPED, None, "shadow", trade=None)
             return Executed(action_id, JournalStatus.SKIPPED, None)
         comment = tag or f"dtms:{action_id}"
         result = await self._send_retrying(lambda: call(comment))
+        if self.rails is not None and result.retcode in CLOSED_RETCODES:
+            self.rails.broker_closed(trade.symbol, self._market.now_ms(), self._wall.now_ms())
         status = _STATUS_OF[result.outcome]
         if status is JournalStatus.DONE:
             if on_done is not None:
@@ -189,6 +203,35 @@ class Executor:
             market_ms=self._market.now_ms(),
         )
         return Executed(action_id, status, result)
+
+    async def _rails(
+        self, trade: Trade, kind: ActionKind, reason: str, manager: str, request: dict[str, Any]
+    ) -> Executed | None:
+        """The rails' verdict; a hold is journaled once (a repeat of the same hold returns that row)."""
+        if self.rails is None:
+            return None
+        verdict = await self.rails.admit(
+            self._broker, trade, kind, reason, request, self._market.now_ms(), self._wall.now_ms()
+        )
+        if verdict.status is None:
+            return None
+        action_id = self.rails.repeat(trade.ticket, reason, verdict)
+        if action_id is None:
+            action_id = await self.journal(
+                trade, kind, reason, verdict.status, manager, request, error=verdict.error
+            )
+            self.rails.hold(trade, reason, verdict, action_id)
+        return Executed(action_id, verdict.status, None)
+
+    async def _supersede(self, trade: Trade, reason: str, action_id: int) -> None:
+        """A row the rails left waiting is settled once the same action is journaled again to be sent."""
+        waited = self.rails.release(trade.ticket, reason) if self.rails is not None else None
+        if waited is None:
+            return
+        row = await self._db.read(lambda conn: get_action(conn, waited))
+        if row is not None and row.status is JournalStatus.WAITING:
+            error = f"superseded by action {action_id}, sent once the rail let it through"
+            await self._record(waited, JournalStatus.SKIPPED, None, error, trade=None)
 
     async def modify_stops(self, trade: Trade, intent: Intent) -> Executed:
         """One stop/TP change; on DONE the trade's levels follow (and breakeven is marked done)."""

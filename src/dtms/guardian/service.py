@@ -12,9 +12,17 @@ import structlog
 from dtms.domain.broker_types import Position, Tick
 from dtms.domain.enums import ActionKind, Direction, JournalStatus, Owner, TradeType
 from dtms.domain.trade import ActionRecord, Trade
-from dtms.guardian.errors import BrokerError, Conflict, IdempotencyKeyReused, InvalidInput, PositionNotFound
+from dtms.guardian.errors import (
+    BrokerError,
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidInput,
+    PositionNotFound,
+    RailBlocked,
+)
 from dtms.guardian.executor import result_dict
 from dtms.guardian.views import trade_info
+from dtms.managers.rails import Verdict
 from dtms.store.idempotency import attach_action, begin_request, finish_request
 from dtms.store.journal import count_actions, insert_action, list_actions, update_action
 from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
@@ -207,10 +215,21 @@ class DTMSService:
             k: (v.value if isinstance(v, Direction | TradeType) else v) for k, v in asdict(order).items()
         }
 
+        rails = leader.executor.rails
+        verdict = (
+            await rails.execute_verdict(leader.broker, order.symbol, market_ms, wall_ms)
+            if rails is not None
+            else None
+        )
+        refusal = (
+            f"{verdict.error}: no new position while this rail holds" if verdict and verdict.rail else ""
+        )
+
         def journal(conn: Any) -> tuple[str, Any, int | None]:
             state, row = begin_request(conn, key, "execute", order.fingerprint(), wall_ms)
             if state != "new":
                 return state, row, None
+            blocked = verdict is not None and verdict.status is not None
             action_id = insert_action(
                 conn,
                 account=fence.account,
@@ -221,7 +240,7 @@ class DTMSService:
                 symbol=order.symbol,
                 kind=ActionKind.OPEN.value,
                 reason="execute",
-                status=JournalStatus.PENDING.value,
+                status=(JournalStatus.BLOCKED if blocked else JournalStatus.PENDING).value,
                 requested_by="api",
                 request=request,
                 epoch=0,
@@ -229,6 +248,10 @@ class DTMSService:
                 wall_ms=wall_ms,
             )
             attach_action(conn, key, action_id)
+            if blocked:  # stored with the key like any answer: a repeat gets the same refusal
+                update_action(conn, action_id, JournalStatus.BLOCKED.value, error=refusal, wall_ms=wall_ms)
+                finish_request(conn, key, 409, _rail_body(refusal, verdict, action_id), action_id, wall_ms)
+                return "blocked", row, action_id
             return state, row, action_id
 
         state, row, action_id = await self._rt.db.write(leader.fence.guard(journal))
@@ -239,6 +262,9 @@ class DTMSService:
         if state == "mismatch":
             raise IdempotencyKeyReused("this Idempotency-Key was used with another body", {"key": key})
         assert action_id is not None
+        if state == "blocked" and verdict is not None and rails is not None:
+            rails.note(verdict, order.symbol, action_id, action="execute")
+            raise RailBlocked(refusal, _rail_body(refusal, verdict, action_id)["details"])
         if self._rt.settings.mode == "shadow":
             message = "DTMS runs in shadow mode (DTMS_MODE=shadow): it decides and journals, sends nothing"
             details: dict[str, Any] = {"mode": "shadow", "action_id": action_id}
@@ -387,6 +413,11 @@ class DTMSService:
 
     def describe(self, trade: Trade) -> dict[str, Any]:
         return trade_info(trade)
+
+
+def _rail_body(message: str, verdict: Verdict | None, action_id: int) -> dict[str, Any]:
+    rail = verdict.rail.value if verdict is not None and verdict.rail is not None else None
+    return {"error": "rail_blocked", "message": message, "details": {"rail": rail, "action_id": action_id}}
 
 
 def _upgrade(trade: Trade, reg: Registration) -> None:

@@ -22,6 +22,7 @@ from dtms.domain.trade import ActionRecord
 from dtms.guardian.defence import Cadence, Defence
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Executor, Fence
+from dtms.guardian.rails import Rails
 from dtms.guardian.reconcile import Reconciler
 from dtms.guardian.service import settle_open
 from dtms.managers.defensive import DefensiveConfig
@@ -42,6 +43,7 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
     if isinstance(broker, PaperBroker):
         start_ms = max(start_ms, broker.market_time_ms())
     market = MarketClock(start_ms)
+    rails = build_rails(rt, broker)
     executor = Executor(
         rt.db,
         broker,
@@ -51,6 +53,7 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         rt.events,
         broker_timeout=settings.broker_timeout,
         shadow=settings.mode == "shadow",
+        rails=rails,
     )
     account = await broker.account()
     defence = Defence(
@@ -66,8 +69,9 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         ),
         actions=DefensiveConfig(default_risk_pct=engine_config.risk.default_risk_pct),
     )
+    rails.spreads = lambda symbol: defence.views[symbol].spreads if symbol in defence.views else None
     engine = Engine(
-        rt.db, broker, executor, engine_config, market, rt.events, fence.account, rt.wall, defence
+        rt.db, broker, executor, engine_config, market, rt.events, fence.account, rt.wall, defence, rails
     )
     holder: list[Leader] = []
 
@@ -131,6 +135,17 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
             speed=settings.paper_speed,
         )
     return leader
+
+
+def build_rails(rt: Runtime, broker: Broker) -> Rails:
+    """The safety rails from the config's `rails` section and the news calendar loaded at start."""
+    config = rt.config.engine.rails
+    if rt.config.news is None:
+        why = "switched off" if config.news_calendar is None else "no such file next to the config file"
+        log.warning(
+            "news_calendar_missing", path=str(config.news_calendar), why=why, effect="no news blackout"
+        )
+    return Rails(config, rt.config.news or (), broker.trading_hours, rt.events)
 
 
 def replay_symbol(path: Path) -> str:
