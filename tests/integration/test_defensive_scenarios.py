@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from dtms.brokers.paper import FaultKind, FaultRule
 from dtms.brokers.paper.broker import PaperBroker
 from dtms.config import load_config
 from dtms.domain.broker_types import Bar, BrokerResult
 from dtms.domain.clock import MarketClock, WallClock
-from dtms.domain.enums import AdoptPolicy, Direction, MarginMode, Timeframe, TradeState
+from dtms.domain.enums import AdoptPolicy, Direction, MarginMode, RequestKind, Timeframe, TradeState
 from dtms.domain.events import CollectingSink
 from dtms.domain.trade import Trade
 from dtms.guardian.defence import Defence
@@ -374,3 +375,27 @@ async def test_manual_changes_at_the_broker(scene: Scene) -> None:
     naked = round(entry - sign * 0.0030, 5)
     assert scene.broker.sent == [("modify_stops", t.ticket, naked, t.take_profit)]
     assert t.stop_loss == naked
+
+
+@pytest.mark.parametrize("scene", HEDGING, ids=_id, indirect=True)
+async def test_a_hedge_whose_answer_was_lost_is_found_not_sent_twice(scene: Scene) -> None:
+    """The hedge executes but its answer times out: the trade waits, reconciliation finds the hedge by its
+    DTMS_H tag, and the next check completes the step with that hedge instead of sending another."""
+    await scene.check(-0.0005, 15, scripted(-2.5))
+    await scene.check(-0.0005, 15, scripted(-2.5))
+    await scene.check(-0.0008, 15, scripted(-5, structure=True))
+    t = scene.trade
+    scene.broker.add_fault(FaultRule(FaultKind.TIMEOUT_AFTER_EXECUTE, 1.0, {RequestKind.OPEN}, None, 0))
+    scene.broker.sent.clear()
+    assert await scene.check(-0.0009, 15, scripted(-6.5, vwap=True)) is None  # sent, answer lost
+    assert t.state is TradeState.WARNING_L2 and t.ticket in scene.engine.executor.unsettled
+    assert await scene.check(-0.0009, 15, scripted(-6.5, vwap=True)) is None  # nothing decided meanwhile
+    scene.broker.clear_faults()
+    await scene.reconciler.pass_once()
+    await scene.reconciler.pass_once()
+    hedges = [p for p in await scene.broker.positions() if p.comment.startswith("DTMS_H")]
+    assert len(hedges) == 1 and t.hedge_ticket == hedges[0].ticket
+    assert t.ticket not in scene.engine.executor.unsettled
+    assert (await scene.check(-0.0009, 15, scripted(-6.5, vwap=True))).name == "HEDGE_NEEDED"
+    assert [s[0] for s in scene.broker.sent] == ["open"]  # the one hedge, never a second
+    assert t.state is TradeState.HEDGED and len([p for p in await scene.broker.positions()]) == 2

@@ -61,6 +61,10 @@ class Engine:
         self.last_tick_market_ms: int | None = None
         self.last_tick_wall_s: float | None = None
 
+    @property
+    def executor(self) -> Executor:
+        return self._executor
+
     def lock(self, ticket: int) -> asyncio.Lock:
         """The position's lock: held from the decision through the broker's answer."""
         return self._locks[ticket]
@@ -146,7 +150,7 @@ class Engine:
     async def evaluate(self, trade: Trade, tick: Tick) -> None:
         """Ask the managers about one trade; decide again under its lock with the position re-read.
         The defensive manager goes first; exit rules act only outside the defensive states (DESIGN.md)."""
-        if trade.quarantined or not trade.verified:
+        if trade.quarantined or not trade.verified or trade.ticket in self._executor.unsettled:
             return
         info = await self.symbol_info(trade.symbol)
         if info is None:
@@ -176,6 +180,8 @@ class Engine:
         """One deep check under the position's lock, the position and quote re-read, the trade saved."""
         assert self.defence is not None
         async with self.lock(trade.ticket):
+            if trade.ticket in self._executor.unsettled:
+                return None  # an action's outcome is unknown: reconciliation settles it first
             if await self._broker.position(trade.ticket) is None or not trade.active:
                 return None  # reconciliation closes it out with the deal's reason
             fresh = await self._broker.tick(trade.symbol) or tick

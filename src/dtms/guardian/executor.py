@@ -105,6 +105,9 @@ class Executor:
         self._timeout, self._shadow = broker_timeout, shadow
         self.rails = rails
         self._failures: dict[tuple[int, str], int] = {}
+        self.unsettled: set[int] = set()
+        """Trades with an action whose outcome is unknown: nothing more is decided for them until
+        reconciliation has settled it (DESIGN.md invariant 5: never resend blindly)."""
 
     def current_fence(self) -> Fence:
         fence = self._fence()
@@ -185,6 +188,8 @@ class Executor:
             self._failures.pop((trade.ticket, reason), None)
         elif status is JournalStatus.FAILED:
             self._count_failure(trade, reason)
+        elif status is JournalStatus.AMBIGUOUS:
+            self.unsettled.add(trade.ticket)
         error = (
             None
             if status is JournalStatus.DONE

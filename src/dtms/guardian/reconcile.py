@@ -258,32 +258,58 @@ class Reconciler:
                 self._events.emit("trade_adopted", ticket=trade.ticket, symbol=trade.symbol)
 
     async def _settle(self, positions: dict[int, Position], report: ReconcileReport) -> None:
-        """Decide journaled actions whose outcome is unknown, by reading the broker, never by resending."""
+        """Decide journaled actions whose outcome is unknown, by reading the broker, never by resending.
+        `waiting` rows were never sent (a rail held them): the rule decides again, nothing to settle."""
         actions: list[ActionRecord] = await self._db.read(open_actions)
         now = self._wall.now_ms()
         for action in actions:
+            if action.status is JournalStatus.WAITING:
+                continue
+            if action.ticket:
+                self._engine.executor.unsettled.add(action.ticket)  # nothing more is decided meanwhile
             passes = self._passes[action.id] = self._passes.get(action.id, 0) + 1
             expired = passes >= 2 and now - action.wall_ms >= self._settle_window_ms
-            if action.kind is ActionKind.OPEN:
+            if action.kind is ActionKind.OPEN and action.reason == "execute":
                 found = _find_tagged(positions, f"dtms:{action.id}")
                 if found is not None or expired:
                     await self._settle_open(action, found, expired)
                     report.settled.append(action.id)
+            elif (
+                action.kind is ActionKind.OPEN
+            ):  # a hedge (or re-add) of a trade, tagged DTMS_H<ticket>_<epoch>
+                found = _find_tagged(positions, f"DTMS_H{action.ticket}_{action.epoch}")
+                trade = self._engine.trades.get(action.ticket)
+                if found is not None and trade is not None:
+                    trade.hedge_ticket = found.ticket
+                if found is not None or expired:
+                    await self._mark(
+                        action, found is not None, "no tagged position at the broker", trade, report
+                    )
+            elif action.kind in (ActionKind.CLOSE, ActionKind.CLOSE_BY):
+                gone = int(action.request.get("ticket") or action.ticket) not in positions
+                if gone or expired:
+                    await self._mark(
+                        action,
+                        gone,
+                        "the position is still open",
+                        self._engine.trades.get(action.ticket),
+                        report,
+                    )
             elif action.kind is ActionKind.MODIFY_STOPS:
-                await self._settle_stops(action, positions.get(action.ticket), expired, report)
+                position = positions.get(action.ticket)
+                wanted = (action.request.get("sl"), action.request.get("tp"))
+                applied = position is not None and (position.sl, position.tp) == wanted
+                trade = self._engine.trades.get(action.ticket)
+                if applied and trade is not None and action.reason == "breakeven":
+                    trade.breakeven_triggered = True
+                if applied or expired:
+                    await self._mark(action, applied, "not applied at the broker", trade, report)
 
-    async def _settle_stops(
-        self, action: ActionRecord, position: Position | None, expired: bool, report: ReconcileReport
+    async def _mark(
+        self, action: ActionRecord, done: bool, why_not: str, trade: Trade | None, report: ReconcileReport
     ) -> None:
-        wanted = (action.request.get("sl"), action.request.get("tp"))
-        applied = position is not None and (position.sl, position.tp) == wanted
-        if not applied and not expired:
-            return
-        status = JournalStatus.DONE if applied else JournalStatus.FAILED
-        error = None if applied else "not applied at the broker (settled by reconciliation)"
-        trade = self._engine.trades.get(action.ticket)
-        if applied and trade is not None and action.reason == "breakeven":
-            trade.breakeven_triggered = True
+        status = JournalStatus.DONE if done else JournalStatus.FAILED
+        error = None if done else f"{why_not} (settled by reconciliation)"
         wall_ms = self._wall.now_ms()
 
         def write(conn: Any) -> None:
@@ -292,6 +318,7 @@ class Reconciler:
                 save_trade(conn, trade, wall_ms)
 
         await self._db.write(self._fence.guard(write))
+        self._engine.executor.unsettled.discard(action.ticket)
         report.settled.append(action.id)
         self._events.emit("action_settled", ticket=action.ticket, action_id=action.id, status=status.value)
 
