@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("dtms.engine")
 STALE_CHECK = "deep_check"
+CLOCK_PERSIST_MS = 1000
 _EXIT_STATES = (TradeState.HEALTHY, TradeState.WARNING_L1, TradeState.RECOVERING)
 
 
@@ -58,6 +59,7 @@ class Engine:
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._symbols: dict[str, SymbolInfo] = {}
         self.ticks_seen = 0
+        self._clock_saved_wall_ms = 0
         self.last_tick_market_ms: int | None = None
         self.last_tick_wall_s: float | None = None
 
@@ -119,12 +121,7 @@ class Engine:
             self.defence.on_tick(tick)
         if self._market.advance(tick.time_ms):
             self.last_tick_market_ms = tick.time_ms
-            ms = self._market.now_ms()
-            self._db.submit(
-                self._executor.current_fence().guard(
-                    lambda conn: advance_market_clock(conn, self._account, ms)
-                )
-            )
+            self._persist_clock()
         for trade in [t for t in self.trades.values() if t.symbol == tick.symbol]:
             try:
                 await self.evaluate(trade, tick)
@@ -140,6 +137,19 @@ class Engine:
                 self._events.emit(
                     "trade_quarantined", ticket=trade.ticket, symbol=trade.symbol, error=str(exc)
                 )
+
+    def _persist_clock(self) -> None:
+        """Store the market clock at most once a second of wall time: a commit per tick competed with the
+        requests themselves (benchmarks/engine.py), and the clock is monotone, so a restart that finds it
+        a second behind loses nothing (the broker's next tick moves it on)."""
+        wall_ms = self._wall.now_ms()
+        if wall_ms - self._clock_saved_wall_ms < CLOCK_PERSIST_MS:
+            return
+        self._clock_saved_wall_ms = wall_ms
+        ms = self._market.now_ms()
+        self._db.submit(
+            self._executor.current_fence().guard(lambda conn: advance_market_clock(conn, self._account, ms))
+        )
 
     def _breakeven_rule(self, trade: Trade) -> BreakevenRule:
         rules = self._config.exit_rules(trade.trade_type)
