@@ -1,9 +1,10 @@
-"""The `dtms` command: serve, status, trade show, doctor."""
+"""The `dtms` command: serve, status, trade show, doctor, calibrate."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -106,6 +107,27 @@ def doctor() -> None:
         mark = "[green]✓" if good else "[red]✗"
         console.print(f"{mark} {name}[/]: {message}")
     raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def calibrate(
+    quick: Annotated[bool, typer.Option(help="the first 2 months of the data only")] = False,
+    until: Annotated[
+        str | None, typer.Option(help="replay the data before this day only (YYYY-MM-DD)")
+    ] = None,
+    csv: Annotated[Path | None, typer.Option(help="H1 bars CSV (default: the shipped 2017 year)")] = None,
+    overlay: Annotated[
+        Path | None, typer.Option(help="replay overlay (default: config/replay_h1.json)")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="also write the report as JSON here")
+    ] = None,
+) -> None:
+    """Replay the EURUSD H1 year with trades every 4 hours, with and without DTMS, and print the report
+    (docs/calibration.md); exit code 1 when a target is not met."""
+    from dtms.calibrate import run_cli
+
+    raise typer.Exit(run_cli(csv, overlay, quick=quick, until=until, json_out=json_out))
 
 
 if __name__ == "__main__":

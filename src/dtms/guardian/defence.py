@@ -58,6 +58,21 @@ class Cadence:
     re_add: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """Timeframes the defensive rules read: ATR(M15) for R's floor, the hedge's stop and the recovery
+    distance; ATR(M5) for the minimum stop distance; M5 for the recovery's break of structure."""
+
+    risk_atr: Timeframe = Timeframe.M15
+    stop_atr: Timeframe = Timeframe.M5
+    recovery_structure: Timeframe = Timeframe.M5
+
+    @classmethod
+    def on_timeframe(cls, tf: Timeframe) -> Frames:
+        """All on one timeframe (a replay of coarser data, e.g. H1)."""
+        return cls(tf, tf, tf)
+
+
 @dataclass(slots=True)
 class Defence:
     """The DTMS defensive manager at run time: one market view per broker symbol, checks per trade."""
@@ -69,6 +84,7 @@ class Defence:
     score_config: ScoreConfig = field(default_factory=ScoreConfig)
     cadence: Cadence = field(default_factory=Cadence)
     actions: DefensiveConfig = field(default_factory=DefensiveConfig)
+    frames: Frames = field(default_factory=Frames)
     views: dict[str, MarketView] = field(default_factory=dict)
     last: dict[int, ScoreResult] = field(default_factory=dict)
     scorer: Callable[[MarketView, Direction, int, ScoreConfig], ScoreResult] = score
@@ -150,14 +166,16 @@ class Defence:
 
     def _check(self, trade: Trade, tick: Tick, result: ScoreResult, view: MarketView, streak: int) -> Check:
         t, now = trade.timers, tick.time_ms
-        m5 = structure(view.frame(Timeframe.M5), trade.direction, self.score_config.structure)
+        bos = structure(
+            view.frame(self.frames.recovery_structure), trade.direction, self.score_config.structure
+        )
         return Check(
             score=result.total,
             adverse_structure=result.adverse_structure,
             adverse_vwap=result.adverse_vwap,
             adverse_choch=result.adverse_choch,
             adverse_confluence=result.confluence is Confluence.ADVERSE,
-            favourable_bos_m5=m5.raw > 0,
+            favourable_bos_m5=bos.raw > 0,
             back_beyond_hedge_entry=self._back_beyond(trade, tick, view),
             weak_streak=streak,
             flat_timer_expired="flat_until" in t and now >= t["flat_until"],
@@ -170,7 +188,7 @@ class Defence:
         if trade.state is not TradeState.HEDGED or not trade.transitions:
             return False
         ref = trade.transitions[-1].get("ref_price")
-        atr = view.indicators(Timeframe.M15).atr.value
+        atr = view.indicators(self.frames.risk_atr).atr.value
         if ref is None or atr is None:
             return False
         return (
@@ -187,8 +205,8 @@ class Defence:
         view: MarketView,
         result: ScoreResult | None,
     ) -> bool:
-        atr15 = view.indicators(Timeframe.M15).atr.value
-        atr5 = view.indicators(Timeframe.M5).atr.value
+        atr15 = view.indicators(self.frames.risk_atr).atr.value
+        atr5 = view.indicators(self.frames.stop_atr).atr.value
         can_hedge = self.margin_mode is MarginMode.HEDGING
         snap = Snapshot(tick, info, atr15, atr5, can_hedge)
         ref_price: float | None = None
@@ -226,6 +244,8 @@ class Defence:
         if decision.kind is ActionKind.MODIFY_STOPS:
             return await ex.modify_stops(trade, decision)
         if decision.kind is ActionKind.OPEN:
+            if trade.hedge_ticket is not None:  # reconciliation found the hedge after a lost answer
+                return None
             return await ex.open_hedge(trade, decision.volume or 0.0, decision.sl, "dtms_defensive")
         if decision.reason == "close_hedge":
             return await ex.close(trade, None, "close_hedge", "dtms_defensive", ticket=trade.hedge_ticket)
