@@ -112,9 +112,9 @@ class Reconciler:
             outs = [d for d in deals if d.entry is DealEntry.OUT]
             reason = outs[-1].reason.value if outs else "unknown"
             defence = self._engine.defence
-            if (
-                trade.hedge_ticket is not None and defence is not None
-            ):  # "any -> position gone": close the hedge
+            hedge = trade.hedge_ticket
+            # "any -> position gone": close the hedge, if it is still open (both may go on one tick)
+            if hedge is not None and defence is not None and await self._broker.position(hedge) is not None:
                 await defence.executor.close(
                     trade, None, "close_hedge", "dtms_defensive", ticket=trade.hedge_ticket
                 )
