@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -160,8 +161,6 @@ class DTMSService:
 
     async def _broker_position(self, leader: Leader, ticket: int) -> tuple[Position | None, bool]:
         """The position per the broker within the 1 s budget; (None, False) when it cannot be asked."""
-        import asyncio
-
         try:
             return await asyncio.wait_for(leader.broker.position(ticket), BROKER_CHECK_BUDGET_S), True
         except (TimeoutError, OSError) as exc:
