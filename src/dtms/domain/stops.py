@@ -45,6 +45,14 @@ def take_profit_within_limits(direction: Direction, tp: float, tick: Tick, info:
     return distance > 0 and distance + _EPS >= info.stops_distance
 
 
+def take_profit_blocks_modify(direction: Direction, tp: float | None, tick: Tick, info: SymbolInfo) -> bool:
+    """True when a stop change cannot be sent now because of the position's take-profit: the broker checks
+    every level of a modification, the unchanged TP included, so a TP closer to the closing price than the
+    stops level (or already passed) gets the whole request refused (10016). The TP is the trader's and is
+    never cleared to get the stop through: the change waits until price has moved away from it."""
+    return tp is not None and not take_profit_within_limits(direction, tp, tick, info)
+
+
 def round_volume_down(volume: float, info: SymbolInfo) -> float:
     """Volumes round down to the step (never up: a partial close must not exceed what was asked)."""
     steps = math.floor(volume / info.volume_step + _EPS)

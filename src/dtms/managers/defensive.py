@@ -13,10 +13,11 @@ from dtms.domain.stops import (
     make_valid_stop,
     round_stop_protective,
     round_volume_down,
+    take_profit_blocks_modify,
     tightest_valid_stop,
 )
 from dtms.domain.trade import Intent, Trade
-from dtms.managers.exits import Skip
+from dtms.managers.exits import Skip, tp_within_stops_level
 from dtms.managers.fsm import Action, Step
 
 MANAGER = "dtms_defensive"
@@ -51,10 +52,17 @@ def risk(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> float:
 
 
 def _stop(
-    trade: Trade, sl: float, reason: str, current_sl: float | None, extra: dict[str, float]
+    trade: Trade, snap: Snapshot, sl: float, reason: str, current_sl: float | None, extra: dict[str, float]
 ) -> Intent | Skip:
     if not is_tighter(trade.direction, sl, current_sl):
         return Skip(trade.ticket, reason, f"computed stop {sl} is not tighter than {current_sl}")
+    tp = trade.take_profit
+    if tp is not None and take_profit_blocks_modify(trade.direction, tp, snap.tick, snap.info):
+        # the broker would refuse the change for its unchanged TP: the step's stop change is dropped
+        # like a stop that is not tighter, and the TP is kept (docs/decisions.md)
+        return tp_within_stops_level(
+            trade.ticket, reason, tp, snap.tick, snap.info, trade.direction, retry=False
+        )
     return Intent(
         trade.ticket, ActionKind.MODIFY_STOPS, MANAGER, reason, sl=sl, tp=trade.take_profit, details=extra
     )
@@ -66,7 +74,7 @@ def tighten(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip
     r = risk(trade, snap, cfg)
     raw = price - trade.direction.sign * cfg.tighten_r * r
     sl = make_valid_stop(trade.direction, raw, snap.tick, snap.info, snap.atr_m5)
-    return _stop(trade, sl, "tighten", trade.stop_loss, {"r": r, "price": price})
+    return _stop(trade, snap, sl, "tighten", trade.stop_loss, {"r": r, "price": price})
 
 
 def breakeven_or_tightest(trade: Trade, snap: Snapshot) -> Intent | Skip:
@@ -77,7 +85,7 @@ def breakeven_or_tightest(trade: Trade, snap: Snapshot) -> Intent | Skip:
     tightest = tightest_valid_stop(trade.direction, snap.tick, snap.info, snap.atr_m5)
     valid = (tightest - level) * trade.direction.sign >= 0
     sl = level if valid else tightest
-    return _stop(trade, sl, "defensive_breakeven", trade.stop_loss, {"breakeven": level})
+    return _stop(trade, snap, sl, "defensive_breakeven", trade.stop_loss, {"breakeven": level})
 
 
 def partial_close(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip:

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from dtms.domain.broker_types import SymbolInfo, Tick
 from dtms.domain.enums import ActionKind, Direction
-from dtms.domain.stops import is_tighter, round_to_tick, stop_within_limits
+from dtms.domain.stops import is_tighter, round_to_tick, stop_within_limits, take_profit_blocks_modify
 from dtms.domain.trade import Intent, Trade
 
 MANAGER = "intelligent_exits"
+TP_WITHIN_STOPS_LEVEL = "tp_within_stops_level"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +22,38 @@ class BreakevenRule:
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """A rule fired but its action is pointless or impossible; journaled as skipped with the reason."""
+    """A rule fired but its action is pointless or impossible; journaled as skipped with the reason.
+    `retry`: impossible only for now (e.g. the TP inside the stops level): the rule must stay armed and
+    decide again on a later tick, so the skip must not mark the rule done."""
 
     ticket: int
     reason: str
     detail: str
+    retry: bool = False
+
+
+def tp_within_stops_level(
+    ticket: int,
+    reason: str,
+    tp: float,
+    tick: Tick,
+    info: SymbolInfo,
+    direction: Direction,
+    *,
+    retry: bool = True,
+) -> Skip:
+    """The skip of a stop change held back by the position's own TP (stops.take_profit_blocks_modify):
+    the TP is kept, never cleared; `retry` says whether the change waits for a later tick or is dropped."""
+    price = tick.close_price(direction)
+    points = round((tp - price) * direction.sign / info.point)
+    then = "the change waits" if retry else "the change is dropped"
+    return Skip(
+        ticket,
+        reason,
+        f"{TP_WITHIN_STOPS_LEVEL}: TP {tp} is {points} points from the closing price {price}, "
+        f"the stops level is {info.stops_level} points; the TP is kept and {then}",
+        retry=retry,
+    )
 
 
 def breakeven_level(trade: Trade, tick: Tick, info: SymbolInfo, rule: BreakevenRule) -> float:
@@ -62,6 +90,8 @@ def breakeven(
         return Skip(trade.ticket, "breakeven", f"stop {current_sl} already at or beyond breakeven {level}")
     if not stop_within_limits(trade.direction, level, tick, info):
         return None
+    if current_tp is not None and take_profit_blocks_modify(trade.direction, current_tp, tick, info):
+        return tp_within_stops_level(trade.ticket, "breakeven", current_tp, tick, info, trade.direction)
     return Intent(
         ticket=trade.ticket,
         kind=ActionKind.MODIFY_STOPS,

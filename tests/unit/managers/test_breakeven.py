@@ -40,11 +40,12 @@ def test_fires_exactly_at_the_trigger(
 ) -> None:
     t = trade(direction, entry, sl)
     assert breakeven(t, tick(*before), EURUSD, sl, None, RULE) is None
-    intent = breakeven(t, tick(*after), EURUSD, sl, 1.2, RULE)
+    tp = 1.2 if direction is Direction.BUY else 1.0  # on the profit side (a passed TP blocks the change)
+    intent = breakeven(t, tick(*after), EURUSD, sl, tp, RULE)
     assert isinstance(intent, Intent)
     assert intent.kind is ActionKind.MODIFY_STOPS and intent.reason == "breakeven"
     assert intent.sl == level
-    assert intent.tp == 1.2  # the current TP travels with the change
+    assert intent.tp == tp  # the current TP travels with the change
 
 
 def test_level_includes_half_spread_and_price_buffer() -> None:
