@@ -15,7 +15,7 @@ from dtms.domain.enums import ActionKind, Direction, JournalStatus, MarginMode, 
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
 from dtms.guardian.executor import Executed, Executor
-from dtms.managers.defensive import DefensiveConfig, Snapshot, plan
+from dtms.managers.defensive import CLOSED_VOLUME, CUTS, RE_ADD_EPOCH, DefensiveConfig, Snapshot, plan
 from dtms.managers.exits import Skip
 from dtms.managers.fsm import Action, Check, Step, Trigger, decide, step
 from dtms.market.config import ScoreConfig
@@ -34,6 +34,10 @@ _CLASSES = {
     "BTCUSD": SymbolClass.CRYPTO,
 }
 _OK = (JournalStatus.DONE, JournalStatus.SKIPPED)
+# a re-add a rail blocks (loss limits, stop-outs, news) is recorded and the step goes on (SPEC-engine.md:
+# "no re-adds" while the rail holds); a blocked hedge still waits for its "reduce instead" path
+_BLOCKED_OK = frozenset({"re_add"})
+_SKIP_KINDS = {"re_add": ActionKind.OPEN, "partial_close": ActionKind.CLOSE}
 
 
 def symbol_class(symbol: str) -> SymbolClass:
@@ -213,7 +217,7 @@ class Defence:
         ok = True
         for decision in plan(trade, move, snap, self.actions):
             executed = await self._execute(trade, decision)
-            ok = ok and (executed is None or executed.status in _OK)
+            ok = ok and (executed is None or self._accepted(trade, decision, executed))
             if (
                 isinstance(decision, Intent)
                 and decision.reason in ("hedge", "reduce")
@@ -228,12 +232,23 @@ class Defence:
         self._transition(trade, move, trigger, tick.time_ms, result, ref_price)
         return True
 
+    def _accepted(self, trade: Trade, decision: Intent | Skip, executed: Executed) -> bool:
+        """Whether an action's outcome lets the step go on: done or skipped, or a re-add a rail blocked
+        (its hold is released, so the next epoch's re-add is judged and journaled afresh)."""
+        if executed.status in _OK:
+            return True
+        if executed.status is JournalStatus.BLOCKED and decision.reason in _BLOCKED_OK:
+            if self.executor.rails is not None:
+                self.executor.rails.release(trade.ticket, decision.reason)
+            return True
+        return False
+
     async def _execute(self, trade: Trade, decision: Intent | Skip) -> Executed | None:
         ex = self.executor
         if isinstance(decision, Skip):
             await ex.journal(
                 trade,
-                ActionKind.MODIFY_STOPS,
+                _SKIP_KINDS.get(decision.reason, ActionKind.MODIFY_STOPS),
                 decision.reason,
                 JournalStatus.SKIPPED,
                 "dtms_defensive",
@@ -243,6 +258,13 @@ class Defence:
             return None
         if decision.kind is ActionKind.MODIFY_STOPS:
             return await ex.modify_stops(trade, decision)
+        if decision.kind is ActionKind.OPEN and decision.reason == "re_add":
+            if trade.timers.get(RE_ADD_EPOCH) == trade.epoch:  # done, or found by its tag after a lost answer
+                return None
+            netting = self.margin_mode is MarginMode.NETTING
+            return await ex.open_child(
+                trade, decision.volume or 0.0, decision.sl, decision.tp, "dtms_defensive", netting=netting
+            )
         if decision.kind is ActionKind.OPEN:
             if trade.hedge_ticket is not None:  # reconciliation found the hedge after a lost answer
                 return None
@@ -263,7 +285,8 @@ class Defence:
                 )
                 if hedge.status is not JournalStatus.DONE:
                     return hedge
-        return await ex.close(trade, decision.volume, decision.reason, "dtms_defensive")
+        cut = decision.reason in CUTS
+        return await ex.close(trade, decision.volume, decision.reason, "dtms_defensive", cut=cut)
 
     def _transition(
         self,
@@ -292,6 +315,8 @@ class Defence:
             t.pop("flat_until", None)
         if move.to is not TradeState.RECOVERING:
             t.pop("recovery_until", None)
+        if record["from"] == TradeState.RECOVERING.value and move.to is not TradeState.WARNING_L2:
+            t.pop(CLOSED_VOLUME, None)  # the cycle is over: a re-add (or none) settled what it closed
         if Action.START_FLAT_TIMER in move.actions:
             t["flat_until"] = now + int(c.flat_timer_s * 1000)
         if Action.START_RECOVERY_TIMER in move.actions:

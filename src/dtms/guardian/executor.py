@@ -18,6 +18,7 @@ from dtms.domain.clock import Clock
 from dtms.domain.enums import ActionKind, JournalStatus, Outcome
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
+from dtms.managers.defensive import RE_ADD_EPOCH, add_closed_volume
 from dtms.store.database import Database
 from dtms.store.journal import check_fence, get_action, insert_action, update_action
 from dtms.store.trades import next_action_seq, save_trade
@@ -257,10 +258,19 @@ class Executor:
         )
 
     async def close(
-        self, trade: Trade, volume: float | None, reason: str, manager: str, *, ticket: int | None = None
+        self,
+        trade: Trade,
+        volume: float | None,
+        reason: str,
+        manager: str,
+        *,
+        ticket: int | None = None,
+        cut: bool = False,
     ) -> Executed:
         """Close the trade's position (or `volume` of it), or another of its positions (`ticket`, e.g. its
-        hedge); on DONE the trade follows (volume reduced, or the hedge forgotten)."""
+        hedge); on DONE the trade follows (volume reduced, or the hedge forgotten). `cut`: a defensive
+        partial close or reduction, whose volume is added to the trade's closed volume (what a re-add
+        gives half of back), in the same commit as the outcome."""
         target = ticket if ticket is not None else trade.ticket
 
         def done(result: BrokerResult) -> None:
@@ -269,6 +279,8 @@ class Executor:
                 return
             closed = result.volume if result.volume is not None else (volume or trade.volume)
             trade.volume = max(0.0, round(trade.volume - closed, 8))
+            if cut:
+                add_closed_volume(trade, closed)
 
         return await self.send(
             trade,
@@ -296,6 +308,47 @@ class Executor:
                 trade.symbol, trade.direction.opposite, volume, sl, None, comment, trade.magic
             ),
             tag=f"DTMS_H{trade.ticket}_{trade.epoch}",
+            on_done=done,
+        )
+
+    async def open_child(
+        self,
+        trade: Trade,
+        volume: float,
+        sl: float | None,
+        tp: float | None,
+        manager: str,
+        *,
+        netting: bool,
+    ) -> Executed:
+        """A re-add: a position in the trade's direction tagged DTMS_R<ticket>_<epoch>. On DONE the epoch's
+        re-add is marked; on a hedging account its ticket is one of the trade's children, on a netting
+        account the broker merged it into the trade's position, whose volume grows."""
+
+        def done(result: BrokerResult) -> None:
+            trade.timers[RE_ADD_EPOCH] = trade.epoch
+            if netting:
+                filled = result.volume if result.volume is not None else volume
+                trade.volume = round(trade.volume + filled, 8)
+            elif result.position is not None and result.position not in trade.children:
+                trade.children.append(result.position)
+
+        return await self.send(
+            trade,
+            ActionKind.OPEN,
+            "re_add",
+            manager,
+            {
+                "symbol": trade.symbol,
+                "direction": trade.direction.value,
+                "volume": volume,
+                "sl": sl,
+                "tp": tp,
+            },
+            lambda comment: self._broker.open(
+                trade.symbol, trade.direction, volume, sl, tp, comment, trade.magic
+            ),
+            tag=f"DTMS_R{trade.ticket}_{trade.epoch}",
             on_done=done,
         )
 

@@ -18,6 +18,7 @@ from dtms.domain.stops import is_tighter, make_valid_stop, tightest_valid_stop
 from dtms.domain.trade import ActionRecord, Intent, Trade
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Fence
+from dtms.managers.defensive import RE_ADD_EPOCH
 from dtms.managers.fsm import Trigger, step
 from dtms.store.database import Database
 from dtms.store.journal import open_actions, update_action
@@ -25,6 +26,8 @@ from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
 
 log = structlog.get_logger("dtms.reconcile")
 NAKED_RISK_ATR = 1.5
+OWN_TAGS = ("DTMS_H", "DTMS_R")  # our hedges and re-adds: parts of a trade, never adopted as trades
+DEAL_LOOKBACK_MS = 60_000  # market-time slack when searching a re-add's deal from its journal time
 
 SettleOpen = Callable[[ActionRecord, Position | None, bool], Awaitable[None]]
 
@@ -240,7 +243,7 @@ class Reconciler:
             return
         now = self._market.now_ms()
         for position in positions.values():
-            if position.ticket in self._known or position.comment.startswith("DTMS_H"):
+            if position.ticket in self._known or position.comment.startswith(OWN_TAGS):
                 continue
             if self._adopt is AdoptPolicy.MAGIC and position.magic != self._magic:
                 continue
@@ -274,9 +277,18 @@ class Reconciler:
                 if found is not None or expired:
                     await self._settle_open(action, found, expired)
                     report.settled.append(action.id)
-            elif (
-                action.kind is ActionKind.OPEN
-            ):  # a hedge (or re-add) of a trade, tagged DTMS_H<ticket>_<epoch>
+            elif action.kind is ActionKind.OPEN and action.reason == "re_add":
+                trade = self._engine.trades.get(action.ticket)
+                child = await self._find_re_add(positions, action)
+                if child is not None and trade is not None:
+                    trade.timers[RE_ADD_EPOCH] = action.epoch
+                    if child not in (trade.ticket, trade.identifier) and child not in trade.children:
+                        trade.children.append(child)
+                if child is not None or expired:
+                    await self._mark(
+                        action, child is not None, "no tagged position or deal at the broker", trade, report
+                    )
+            elif action.kind is ActionKind.OPEN:  # a hedge of a trade, tagged DTMS_H<ticket>_<epoch>
                 found = _find_tagged(positions, f"DTMS_H{action.ticket}_{action.epoch}")
                 trade = self._engine.trades.get(action.ticket)
                 if found is not None and trade is not None:
@@ -304,6 +316,20 @@ class Reconciler:
                     trade.breakeven_triggered = True
                 if applied or expired:
                     await self._mark(action, applied, "not applied at the broker", trade, report)
+
+    async def _find_re_add(self, positions: dict[int, Position], action: ActionRecord) -> int | None:
+        """The position a re-add whose answer was lost went to, by its DTMS_R<ticket>_<epoch> tag: an open
+        position with that comment (a hedging account's child), else an entry deal with it (a netting
+        account merges the re-add into the trade's position, whose comment stays the opener's)."""
+        tag = f"DTMS_R{action.ticket}_{action.epoch}"
+        found = _find_tagged(positions, tag)
+        if found is not None:
+            return found.ticket
+        deals = await self._broker.deals(since_ms=action.market_ms - DEAL_LOOKBACK_MS)
+        for deal in deals:
+            if deal.entry is DealEntry.IN and deal.comment.split(" ", 1)[0] == tag:
+                return deal.position_id
+        return None
 
     async def _mark(
         self, action: ActionRecord, done: bool, why_not: str, trade: Trade | None, report: ReconcileReport

@@ -13,6 +13,7 @@ from dtms.domain.stops import (
     make_valid_stop,
     round_stop_protective,
     round_volume_down,
+    stop_within_limits,
     take_profit_blocks_modify,
     tightest_valid_stop,
 )
@@ -21,6 +22,15 @@ from dtms.managers.exits import Skip, tp_within_stops_level
 from dtms.managers.fsm import Action, Step
 
 MANAGER = "dtms_defensive"
+CUTS = frozenset({"partial_close", "reduce"})
+"""The defensive closes that take part of the trade's volume away: what a re-add gives half of back."""
+CLOSED_VOLUME = "closed_volume_e8"
+"""trade.timers key: the volume the defensive cuts took from the trade since it last left RECOVERING, in
+1e-8 lots (timers hold integers). Written with the close's outcome, so it is durable with it."""
+RE_ADD_EPOCH = "re_add_epoch"
+"""trade.timers key: the epoch whose re-add is at the broker (done, or found by its tag after a lost
+answer): the step that asked for it completes without sending another."""
+_VOLUME_UNITS = 100_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +41,7 @@ class DefensiveConfig:
     partial_close_fraction: float = 0.5
     hedge_fraction: float = 0.5
     hedge_sl_atr: float = 0.5
+    re_add_fraction: float = 0.5
     default_risk_pct: float = 0.5
 
 
@@ -118,6 +129,52 @@ def hedge(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip:
     )
 
 
+def closed_volume(trade: Trade) -> float:
+    """The volume the defensive cuts took from the trade since it last left RECOVERING."""
+    return trade.timers.get(CLOSED_VOLUME, 0) / _VOLUME_UNITS
+
+
+def add_closed_volume(trade: Trade, volume: float) -> None:
+    trade.timers[CLOSED_VOLUME] = trade.timers.get(CLOSED_VOLUME, 0) + round(volume * _VOLUME_UNITS)
+
+
+def re_add(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip:
+    """A child position of re_add_fraction of the closed volume, in the trade's direction, rounded down to
+    the volume step, its SL the trade's current stop and its TP the trade's TP (SPEC-engine.md); skipped
+    with the reason when that is under volume_min or those levels are not valid for a new position."""
+    closed = closed_volume(trade)
+    info = snap.info
+    volume = min(round_volume_down(closed * cfg.re_add_fraction, info), info.volume_max)
+    if volume < info.volume_min:
+        return Skip(
+            trade.ticket,
+            "re_add",
+            f"{cfg.re_add_fraction:g} of the closed volume {closed:g} is {volume:g}, "
+            f"under volume_min {info.volume_min:g}",
+        )
+    sl, tp, price = trade.stop_loss, trade.take_profit, snap.tick.trigger_price(trade.direction)
+    if sl is None:
+        return Skip(trade.ticket, "re_add", "the trade has no stop to give its re-add")
+    if not stop_within_limits(trade.direction, sl, snap.tick, info):
+        return Skip(
+            trade.ticket, "re_add", f"the trade's stop {sl} is not a valid stop for a new position at {price}"
+        )
+    if tp is not None and take_profit_blocks_modify(trade.direction, tp, snap.tick, info):
+        return tp_within_stops_level(
+            trade.ticket, "re_add", tp, snap.tick, info, trade.direction, retry=False
+        )
+    return Intent(
+        trade.ticket,
+        ActionKind.OPEN,
+        MANAGER,
+        "re_add",
+        sl=sl,
+        tp=tp,
+        volume=volume,
+        details={"closed_volume": closed, "entry": snap.tick.open_price(trade.direction)},
+    )
+
+
 def plan(trade: Trade, step: Step, snap: Snapshot, cfg: DefensiveConfig) -> list[Intent | Skip]:
     """The intents of one step's broker actions, in order (timers and marks are the engine's)."""
     out: list[Intent | Skip] = []
@@ -130,6 +187,8 @@ def plan(trade: Trade, step: Step, snap: Snapshot, cfg: DefensiveConfig) -> list
             out.append(breakeven_or_tightest(trade, snap))
         elif action is Action.HEDGE:
             out.append(hedge(trade, snap, cfg))
+        elif action is Action.RE_ADD:
+            out.append(re_add(trade, snap, cfg))
         elif action is Action.CLOSE_HEDGE and trade.hedge_ticket is not None:
             out.append(
                 Intent(

@@ -46,7 +46,7 @@ def tp_within_stops_level(
     the TP is kept, never cleared; `retry` says whether the change waits for a later tick or is dropped."""
     price = tick.close_price(direction)
     points = round((tp - price) * direction.sign / info.point)
-    then = "the change waits" if retry else "the change is dropped"
+    then = "the request waits" if retry else "the request is dropped"
     return Skip(
         ticket,
         reason,
