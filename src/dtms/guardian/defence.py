@@ -18,9 +18,9 @@ from dtms.guardian.executor import Executed, Executor
 from dtms.managers.defensive import CLOSED_VOLUME, CUTS, RE_ADD_EPOCH, DefensiveConfig, Snapshot, plan
 from dtms.managers.exits import Skip
 from dtms.managers.fsm import Action, Check, Step, Trigger, decide, step
-from dtms.market.config import ScoreConfig
-from dtms.market.regime import SymbolClass
-from dtms.market.score import Confluence, ScoreResult, score
+from dtms.market.config import ScoreConfig, Signal
+from dtms.market.regime import SymbolClass, session_of
+from dtms.market.score import Confluence, ScoreResult, score, vwap_reading
 from dtms.market.signals import structure
 from dtms.market.view import MarketView
 
@@ -92,6 +92,9 @@ class Defence:
     views: dict[str, MarketView] = field(default_factory=dict)
     last: dict[int, ScoreResult] = field(default_factory=dict)
     scorer: Callable[[MarketView, Direction, int, ScoreConfig], ScoreResult] = score
+    _vwap_memo: dict[tuple[str, Direction], tuple[tuple[object, ...], bool]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def view(self, symbol: str) -> MarketView:
         if symbol not in self.views:
@@ -124,16 +127,61 @@ class Defence:
         if last is None:
             warm = self.view(trade.symbol).warm(self.score_config)
             return "first" if warm or now - trade.registered_market_ms >= c.first_check_s * 1000 else None
-        if self._escalates(trade, tick) and now - last >= c.escalated_spacing_s * 1000:
+        self._fast_check(trade, tick)
+        if t.get("escalate") and now - last >= c.escalated_spacing_s * 1000:
             return "escalated"
         if now - last >= c.deep_interval_s * 1000 and now >= t.get("cool_until", 0):
             return "cadence"
         return None
 
+    def _fast_check(self, trade: Trade, tick: Tick) -> None:
+        """SPEC-engine.md "Fast check": at most once per fast_interval_s of market time (0: every tick;
+        fast_interval_hedged_s in HEDGED), per trade. It never changes state: a price crossing escalate_r
+        × R against the trade, or the vwap sub-score turning adverse, marks an escalated deep check as
+        pending (timers["escalate"]); due() runs it once escalated_spacing_s has passed since the last
+        deep check, and any deep check clears it."""
+        t, now, c = trade.timers, tick.time_ms, self.cadence
+        interval = c.fast_interval_hedged_s if trade.state is TradeState.HEDGED else c.fast_interval_s
+        last = t.get("last_fast")
+        if last is not None and now - last < interval * 1000:
+            return
+        t["last_fast"] = now
+        crossed = self._escalates(trade, tick)
+        turned = self._vwap_turned(trade, now)
+        if crossed or turned:
+            t["escalate"] = 1
+            log.info("fast_check_escalates", ticket=trade.ticket, price_crossed=crossed, vwap_turned=turned)
+
+    def _vwap_turned(self, trade: Trade, now: int) -> bool:
+        """The vwap sub-score adverse now and not at the previous fast or deep check of this trade."""
+        adverse = self._vwap_adverse(trade, now)
+        was = trade.timers.get("vwap_adverse", 0) == 1
+        trade.timers["vwap_adverse"] = int(adverse)
+        return adverse and not was
+
+    def _vwap_adverse(self, trade: Trade, now: int) -> bool:
+        """Whether the vwap sub-score alone is adverse for this trade's direction; remembered per symbol and
+        direction until a bar closes on the vwap or the regime timeframe (or a seed replaces them), or the
+        session changes: the only inputs that move it."""
+        view, cfg = self.view(trade.symbol), self.score_config
+        vwap_set = view.indicators(cfg.timeframes[Signal.VWAP])
+        regime_set = view.indicators(cfg.regime_timeframe)
+        key = (id(cfg), vwap_set, vwap_set.bars_seen, regime_set, regime_set.bars_seen, session_of(now))
+        memo = self._vwap_memo.get((trade.symbol, trade.direction))
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        adverse = vwap_reading(view, trade.direction, now, cfg).raw < 0
+        self._vwap_memo[(trade.symbol, trade.direction)] = (key, adverse)
+        return adverse
+
     def _escalates(self, trade: Trade, tick: Tick) -> bool:
-        """Price *crossing* escalate_r × R against the trade (re-armed once back above rearm_r)."""
-        info_r = trade.initial_risk(tick.trigger_price(trade.direction), self.actions.default_risk_pct / 100)
-        against = -trade.profit_distance(tick.trigger_price(trade.direction)) / info_r if info_r > 0 else 0.0
+        """Price *crossing* escalate_r × R against the trade (re-armed once back above rearm_r); R floored
+        at 0.5 × ATR(M15) once ATR is known, as everywhere (SPEC-engine.md)."""
+        price = tick.trigger_price(trade.direction)
+        r = trade.initial_risk(price, self.actions.default_risk_pct / 100)
+        atr = self.view(trade.symbol).indicators(self.frames.risk_atr).atr.value
+        r = max(r, 0.5 * atr) if atr is not None else r
+        against = -trade.profit_distance(price) / r if r > 0 else 0.0
         armed = trade.timers.get("armed", 1) == 1
         if armed and against >= self.cadence.escalate_r:
             trade.timers["armed"] = 0
@@ -153,6 +201,8 @@ class Defence:
         trade.score_history = [*trade.score_history, result.total][-SCORE_RING:]
         streak = trade.timers.get("weak_streak", 0) + 1 if result.total <= -2 else 0
         trade.timers.update(weak_streak=streak, last_deep=tick.time_ms)
+        trade.timers["vwap_adverse"] = int(result.adverse_vwap)  # a fast check's "turn" is from here
+        trade.timers.pop("escalate", None)  # this check answers an escalation pending
         trigger = decide(trade.state, self._check(trade, tick, result, view, streak))
         if trigger is None:
             return None

@@ -180,6 +180,14 @@ def combine(
     )
 
 
+def vwap_reading(view: MarketView, direction: Direction, now_ms: int, config: ScoreConfig) -> Reading:
+    """The vwap signal alone, with the threshold score() uses at now_ms: the fast check's cheap look at
+    whether the vwap sub-score is adverse (SPEC-engine.md "Fast check")."""
+    regime = view.regime(now_ms, config)
+    threshold = config.vwap.slope_threshold_atr * vwap_factor(regime, config)
+    return signals.vwap(view.frame(config.timeframes[Signal.VWAP]), direction, config.vwap, threshold)
+
+
 def score(view: MarketView, direction: Direction, now_ms: int, config: ScoreConfig) -> ScoreResult:
     """Score the market for a trade of `direction` at market time now_ms (session from now_ms)."""
     regime = view.regime(now_ms, config)
