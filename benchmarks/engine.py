@@ -87,7 +87,7 @@ from dtms.market.score import score
 from dtms.store.database import Database
 from dtms.store.lease import Lease, make_lease
 from dtms.store.schema import trades as trades_t
-from dtms.store.trades import insert_trade
+from dtms.store.trades import insert_trade, ring_bytes
 
 T0 = 1_767_607_200_000  # Monday 2026-01-05 10:00 UTC (LONDON session)
 SYMBOLS = 50
@@ -571,6 +571,7 @@ class StandInBroker:
     def __init__(self, specs: dict[str, SymbolInfo]) -> None:
         self.specs = specs
         self.by_ticket: dict[int, Position] = {}
+        self.by_symbol: dict[str, list[int]] = {}  # built at the first read by symbol
         self.ticks: dict[str, Tick] = {}
         self.requests: list[tuple[Any, ...]] = []
 
@@ -579,6 +580,15 @@ class StandInBroker:
 
     async def position(self, ticket: int) -> Position | None:
         return self.by_ticket.get(ticket)
+
+    async def positions(self, symbol: str | None = None) -> list[Position]:
+        """Filtered on the broker's side, as MT5's positions_get(symbol=...) does."""
+        if symbol is None:
+            return list(self.by_ticket.values())
+        if not self.by_symbol:
+            for p in self.by_ticket.values():
+                self.by_symbol.setdefault(p.symbol, []).append(p.ticket)
+        return [self.by_ticket[t] for t in self.by_symbol.get(symbol, [])]
 
     async def tick(self, name: str) -> Tick | None:
         return self.ticks.get(name)
@@ -622,7 +632,11 @@ async def deep_pass(
             100_000 + i, 100_000 + i, name, direction, 0.01, entry, sl, None, PRICE, 0.0, 0.0, 7, "bot", T0
         )
         broker.by_ticket[position.ticket] = position
-        trades.append(Trade.from_position(position, T0))
+        trade = Trade.from_position(position, T0)
+        # A trade in its steady state: a full score ring (the deep check appends and drops the oldest).
+        for _ in range(99):
+            trade.record_score(rng.uniform(-6.0, 6.0), 100)
+        trades.append(trade)
     marks: list[Mark] = []
     h = Harness(tmp, f"store-b{count}", broker, "bench-account", config, marks)
     register_s = await h.register(trades)
@@ -635,6 +649,9 @@ async def deep_pass(
         for tick in ticks:
             broker.ticks[tick.symbol] = tick
             await h.engine.on_tick(tick)
+        # The engine queues each symbol's check results as one write without awaiting it; the pass
+        # ends when the writer has committed them all (it runs its queue in order).
+        await h.db.write(lambda conn: None)
 
     commits0, items0 = h.writes()
     profiler = cProfile.Profile() if profile else None
@@ -679,13 +696,18 @@ async def deep_pass(
         .where(trades_t.c.ticket == bindparam("b_ticket"))
         .values(
             score=bindparam("b_score"),
-            score_history=bindparam("b_history"),
+            score_ring=bindparam("b_history"),
             timers=bindparam("b_timers"),
             updated_wall_ms=bindparam("b_wall"),
         )
     )
     rows = [
-        {"b_ticket": tr.ticket, "b_score": tr.score, "b_history": tr.score_history, "b_timers": tr.timers}
+        {
+            "b_ticket": tr.ticket,
+            "b_score": tr.score,
+            "b_history": ring_bytes(tr.score_history),
+            "b_timers": tr.timers,
+        }
         for tr in trades
     ]
     for row in rows:

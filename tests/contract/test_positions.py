@@ -8,7 +8,7 @@ import pytest
 from dtms.brokers import retcodes
 from dtms.domain.enums import DealEntry, DealReason, Outcome
 from tests.contract.conftest import hedging_only, netting_only
-from tests.contract.market import Market
+from tests.contract.market import MIN_LOT_SYMBOL, Market
 
 
 @netting_only
@@ -108,3 +108,15 @@ async def test_a_close_is_an_expert_deal_on_the_closing_side(venue, direction):
         direction.opposite,
     )
     assert retcodes.classify(closed.retcode) is Outcome.DONE
+
+
+async def test_positions_of_one_symbol(venue, direction):
+    eur = await Market.start(venue)
+    other = await Market.start(venue, MIN_LOT_SYMBOL)
+    broker = venue.broker
+    mine = await broker.open(eur.symbol, direction, 0.1, None, None, "dtms:s1", 1)
+    theirs = await broker.open(other.symbol, direction.opposite, 0.2, None, None, "dtms:s2", 1)
+    assert [p.ticket for p in await broker.positions(eur.symbol)] == [mine.position]
+    assert [p.ticket for p in await broker.positions(other.symbol)] == [theirs.position]
+    assert {p.ticket for p in await broker.positions()} == {mine.position, theirs.position}
+    assert await broker.positions("NOSUCH") == []

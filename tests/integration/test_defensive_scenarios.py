@@ -321,7 +321,7 @@ async def test_a_restart_while_hedged_resumes_state_hedge_and_timer(scene: Scene
     )
     assert stored.timers["flat_until"] == old.timers["flat_until"]
     assert stored.transitions[-1]["ref_price"] == old.transitions[-1]["ref_price"]
-    assert stored.score_history == [-2.5, -2.5, -5, -6.5]
+    assert list(stored.score_history) == [-2.5, -2.5, -5, -6.5]
 
     fence = scene.engine._executor.current_fence()  # the same lease: a restart of the leader
     market, sink = MarketClock(scene.now), CollectingSink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,16 @@ class Trade:
     timers: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
-    score_history: list[float] = field(default_factory=list)
+    # The last deep-check scores, oldest first (a ring of SCORE_RING): doubles in one array, 8 bytes a
+    # score where a list of floats costs 32 (10,000 trades hold a million of them).
+    score_history: array[float] = field(default_factory=lambda: array("d"))
+
+    def record_score(self, total: float, keep: int) -> None:
+        """Append a deep check's score to the ring, dropping the oldest beyond `keep`."""
+        ring = self.score_history
+        ring.append(total)
+        if len(ring) > keep:
+            del ring[: len(ring) - keep]
 
     @classmethod
     def from_position(

@@ -27,6 +27,17 @@ from dtms.market.view import MarketView
 log = structlog.get_logger("dtms.defence")
 
 SCORE_RING = 100
+
+
+@dataclass(slots=True)
+class CheckMemo:
+    """What the deep checks of one symbol's trades on one tick share: the score and the favourable break
+    of structure depend only on the view (unchanged within the tick), the direction and the time."""
+
+    scores: dict[tuple[Direction, int], ScoreResult] = field(default_factory=dict)
+    bos: dict[tuple[Direction, int], bool] = field(default_factory=dict)
+
+
 _CLASSES = {
     "XAUUSD": SymbolClass.METALS,
     "XAGUSD": SymbolClass.METALS,
@@ -191,19 +202,22 @@ class Defence:
         return False
 
     # -- the deep check ---------------------------------------------------------------------------------
-    async def deep_check(self, trade: Trade, tick: Tick, info: SymbolInfo, reason: str) -> Trigger | None:
+    async def deep_check(
+        self, trade: Trade, tick: Tick, info: SymbolInfo, reason: str, memo: CheckMemo | None = None
+    ) -> Trigger | None:
         """Score the trade, ask the table, send the step's actions; the state moves only when they all
-        succeeded or were recorded as skipped. Returns the trigger that fired (None: no step)."""
+        succeeded or were recorded as skipped. Returns the trigger that fired (None: no step). `memo`
+        shares the score between the trades of one symbol checked on the same tick (same view)."""
         view = self.view(trade.symbol)
-        result = self.scorer(view, trade.direction, tick.time_ms, self.score_config)
+        result = self._score(view, trade.direction, tick.time_ms, memo)
         self.last[trade.ticket] = result
         trade.score = result.total
-        trade.score_history = [*trade.score_history, result.total][-SCORE_RING:]
+        trade.record_score(result.total, SCORE_RING)
         streak = trade.timers.get("weak_streak", 0) + 1 if result.total <= -2 else 0
         trade.timers.update(weak_streak=streak, last_deep=tick.time_ms)
         trade.timers["vwap_adverse"] = int(result.adverse_vwap)  # a fast check's "turn" is from here
         trade.timers.pop("escalate", None)  # this check answers an escalation pending
-        trigger = decide(trade.state, self._check(trade, tick, result, view, streak))
+        trigger = decide(trade.state, self._check(trade, tick, result, view, streak, memo))
         if trigger is None:
             return None
         done = await self.apply(trade, step(trade.state, trigger), trigger, tick, info, view, result)
@@ -218,18 +232,46 @@ class Defence:
         )
         return trigger if done else None
 
-    def _check(self, trade: Trade, tick: Tick, result: ScoreResult, view: MarketView, streak: int) -> Check:
+    def _score(
+        self, view: MarketView, direction: Direction, now_ms: int, memo: CheckMemo | None
+    ) -> ScoreResult:
+        if memo is None:
+            return self.scorer(view, direction, now_ms, self.score_config)
+        key = (direction, now_ms)
+        result = memo.scores.get(key)
+        if result is None:
+            result = memo.scores[key] = self.scorer(view, direction, now_ms, self.score_config)
+        return result
+
+    def _favourable_bos(
+        self, view: MarketView, direction: Direction, now_ms: int, memo: CheckMemo | None
+    ) -> bool:
+        key = (direction, now_ms)
+        if memo is not None and key in memo.bos:
+            return memo.bos[key]
+        frame = view.frame(self.frames.recovery_structure)
+        found = structure(frame, direction, self.score_config.structure).raw > 0
+        if memo is not None:
+            memo.bos[key] = found
+        return found
+
+    def _check(
+        self,
+        trade: Trade,
+        tick: Tick,
+        result: ScoreResult,
+        view: MarketView,
+        streak: int,
+        memo: CheckMemo | None = None,
+    ) -> Check:
         t, now = trade.timers, tick.time_ms
-        bos = structure(
-            view.frame(self.frames.recovery_structure), trade.direction, self.score_config.structure
-        )
         return Check(
             score=result.total,
             adverse_structure=result.adverse_structure,
             adverse_vwap=result.adverse_vwap,
             adverse_choch=result.adverse_choch,
             adverse_confluence=result.confluence is Confluence.ADVERSE,
-            favourable_bos_m5=bos.raw > 0,
+            favourable_bos_m5=self._favourable_bos(view, trade.direction, now, memo),
             back_beyond_hedge_entry=self._back_beyond(trade, tick, view),
             weak_streak=streak,
             flat_timer_expired="flat_until" in t and now >= t["flat_until"],

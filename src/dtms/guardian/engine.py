@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from dtms.brokers.base import Broker
 from dtms.config import EngineConfig
-from dtms.domain.broker_types import SymbolInfo, Tick
+from dtms.domain.broker_types import Position, SymbolInfo, Tick
 from dtms.domain.clock import Clock, MarketClock
 from dtms.domain.enums import ActionKind, JournalStatus, Owner, TradeState
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
-from dtms.guardian.defence import Defence
+from dtms.guardian.defence import CheckMemo, Defence
 from dtms.guardian.executor import Executor, NoLease
 from dtms.managers.exits import MANAGER as EXITS
 from dtms.managers.exits import BreakevenRule, Skip, breakeven
@@ -23,7 +24,7 @@ from dtms.managers.fsm import Trigger
 from dtms.store.database import Database, StoreUnavailable
 from dtms.store.journal import FencedOut
 from dtms.store.meta import advance_market_clock
-from dtms.store.trades import save_trade
+from dtms.store.trades import check_rows, save_checks, save_trade
 
 if TYPE_CHECKING:
     from dtms.guardian.rails import Rails
@@ -32,6 +33,31 @@ log = structlog.get_logger("dtms.engine")
 STALE_CHECK = "deep_check"
 CLOCK_PERSIST_MS = 1000
 _EXIT_STATES = (TradeState.HEALTHY, TradeState.WARNING_L1, TradeState.RECOVERING)
+
+
+@dataclass(slots=True)
+class TickPass:
+    """What one tick's pass over a symbol's trades shares. The score and the break of structure: they
+    depend only on the symbol's view, which the pass does not change. One read of the symbol's
+    positions and one of its quote for all the deep checks due (the quote is read again after a check
+    that acted: a broker round trip has passed). The trades whose deep check moved nothing but their
+    score history and timers, saved together in one write at the end of the pass."""
+
+    memo: CheckMemo = field(default_factory=CheckMemo)
+    checked: list[Trade] = field(default_factory=list)
+    positions: dict[int, Position] | None = None
+    quote: Tick | None = None
+
+    async def position(self, broker: Broker, trade: Trade) -> Position | None:
+        if self.positions is None:
+            found = await broker.positions(trade.symbol)
+            self.positions = {p.ticket: p for p in found} | {p.identifier: p for p in found}
+        return self.positions.get(trade.ticket)
+
+    async def fresh(self, broker: Broker, symbol: str, tick: Tick) -> Tick:
+        if self.quote is None:
+            self.quote = await broker.tick(symbol) or tick
+        return self.quote
 
 
 class Engine:
@@ -56,6 +82,7 @@ class Engine:
         self._db, self._broker, self._executor = db, broker, executor
         self._config, self._market, self._events, self._account = config, market, events, account
         self.trades: dict[int, Trade] = {}
+        self._by_symbol: dict[str, dict[int, Trade]] = defaultdict(dict)
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._symbols: dict[str, SymbolInfo] = {}
         self.ticks_seen = 0
@@ -74,9 +101,12 @@ class Engine:
     def track(self, trade: Trade) -> None:
         if trade.active:
             self.trades[trade.ticket] = trade
+            self._by_symbol[trade.symbol][trade.ticket] = trade
 
     def forget(self, ticket: int) -> None:
-        self.trades.pop(ticket, None)
+        trade = self.trades.pop(ticket, None)
+        if trade is not None:
+            self._by_symbol[trade.symbol].pop(ticket, None)
 
     async def symbol_info(self, name: str) -> SymbolInfo | None:
         info = self._symbols.get(name)
@@ -122,9 +152,10 @@ class Engine:
         if self._market.advance(tick.time_ms):
             self.last_tick_market_ms = tick.time_ms
             self._persist_clock()
-        for trade in [t for t in self.trades.values() if t.symbol == tick.symbol]:
+        batch = TickPass()
+        for trade in list(self._by_symbol.get(tick.symbol, {}).values()):
             try:
-                await self.evaluate(trade, tick)
+                await self.evaluate(trade, tick, batch)
             except (asyncio.CancelledError, FencedOut, NoLease):
                 raise  # a fenced leader stops acting at once; the lease watch ends the process
             except StoreUnavailable as exc:  # nothing journaled, so nothing sent: wait for the store
@@ -137,6 +168,8 @@ class Engine:
                 self._events.emit(
                     "trade_quarantined", ticket=trade.ticket, symbol=trade.symbol, error=str(exc)
                 )
+                await self._save_quarantine(trade)
+        self._save_checks(batch.checked)
 
     def _persist_clock(self) -> None:
         """Store the market clock at most once a second of wall time: a commit per tick competed with the
@@ -157,16 +190,17 @@ class Engine:
             rules.breakeven_trigger_r, rules.breakeven_price_buffer_pct, self._config.risk.default_risk_pct
         )
 
-    async def evaluate(self, trade: Trade, tick: Tick) -> None:
+    async def evaluate(self, trade: Trade, tick: Tick, batch: TickPass | None = None) -> None:
         """Ask the managers about one trade; decide again under its lock with the position re-read.
-        The defensive manager goes first; exit rules act only outside the defensive states (DESIGN.md)."""
+        The defensive manager goes first; exit rules act only outside the defensive states (DESIGN.md).
+        Within a tick's pass (`batch`) a deep check that changed no state leaves its save to the pass."""
         if trade.quarantined or not trade.verified or trade.ticket in self._executor.unsettled:
             return
         info = await self.symbol_info(trade.symbol)
         if info is None:
             return
         if self.defence is not None:
-            await self._defend(trade, tick, info)
+            await self._defend(trade, tick, info, batch)
         if trade.managed_by is not Owner.DTMS or trade.state not in _EXIT_STATES:
             return
         rule = self._breakeven_rule(trade)
@@ -180,25 +214,43 @@ class Engine:
             decision = breakeven(trade, fresh, info, position.sl, position.tp, rule)
             await self.apply(trade, decision)
 
-    async def _defend(self, trade: Trade, tick: Tick, info: SymbolInfo) -> None:
+    async def _defend(self, trade: Trade, tick: Tick, info: SymbolInfo, batch: TickPass | None) -> None:
         assert self.defence is not None
         reason = self.defence.due(trade, tick)
         if reason is not None:
-            await self.deep_check(trade, tick, info, reason)
+            await self.deep_check(trade, tick, info, reason, batch)
 
-    async def deep_check(self, trade: Trade, tick: Tick, info: SymbolInfo, reason: str) -> Trigger | None:
-        """One deep check under the position's lock, the position and quote re-read, the trade saved."""
+    async def deep_check(
+        self, trade: Trade, tick: Tick, info: SymbolInfo, reason: str, batch: TickPass | None = None
+    ) -> Trigger | None:
+        """One deep check under the position's lock, the position and quote re-read, the trade saved:
+        at once when its state moved or it acted (the action's outcome row saved it too), else with the
+        rest of the tick's pass (`batch`): a crash before that write loses a score and a check time, and
+        the next check recomputes both."""
         assert self.defence is not None
         async with self.lock(trade.ticket):
             if trade.ticket in self._executor.unsettled:
                 return None  # an action's outcome is unknown: reconciliation settles it first
-            if await self._broker.position(trade.ticket) is None or not trade.active:
+            if batch is None:
+                position = await self._broker.position(trade.ticket)
+                fresh = await self._broker.tick(trade.symbol) or tick
+            else:
+                position = await batch.position(self._broker, trade)
+                fresh = await batch.fresh(self._broker, trade.symbol, tick)
+            if position is None or not trade.active:
                 return None  # reconciliation closes it out with the deal's reason
-            fresh = await self._broker.tick(trade.symbol) or tick
             if await self._stale(trade, fresh):
                 return None
-            trigger = await self.defence.deep_check(trade, fresh, info, reason)
-            await self.save(trade)
+            epoch = trade.epoch
+            trigger = await self.defence.deep_check(
+                trade, fresh, info, reason, batch.memo if batch is not None else None
+            )
+            if batch is not None and trade.epoch == epoch and trigger is None and trade.active:
+                batch.checked.append(trade)
+            else:
+                if batch is not None:
+                    batch.quote = None
+                await self.save(trade)
             if not trade.active:
                 self.forget(trade.ticket)
             return trigger
@@ -248,3 +300,23 @@ class Engine:
             save_trade(conn, trade, wall_ms)
 
         await self._db.write(self._executor.current_fence().guard(write))
+
+    async def _save_quarantine(self, trade: Trade) -> None:
+        """Persist a quarantine so it survives a restart; if the store cannot take it, say so (the trade
+        stays quarantined in memory and the next save of the trade carries it)."""
+        try:
+            await self.save(trade)
+        except (FencedOut, NoLease):
+            raise
+        except Exception as exc:  # the quarantine holds in memory; the failure is logged and alerted
+            log.exception("quarantine_not_saved", ticket=trade.ticket, error=str(exc))
+            self._events.emit("store_unavailable", ticket=trade.ticket, error=str(exc))
+
+    def _save_checks(self, batch: list[Trade]) -> None:
+        """Queue the pass's check results as one write without waiting for it: the writer commits it
+        while the next symbol is checked, in order with every later write of these trades; a failure is
+        logged and alerted by the store, and the next check recomputes what it held."""
+        if not batch:
+            return
+        rows = check_rows(batch, self._wall.now_ms())
+        self._db.submit(self._executor.current_fence().guard(lambda conn: save_checks(conn, rows)))

@@ -29,6 +29,7 @@ class MarketView:
         self.last_tick_ms: int | None = None
         self._last_bid: float | None = None
         self._last_sign = 0
+        self._warm_for: list[ScoreConfig] = []  # configs found warm: bars_seen only grows until a seed
 
     @property
     def timeframes(self) -> tuple[Timeframe, ...]:
@@ -67,6 +68,7 @@ class MarketView:
             if prev is not None and bar.time_ms <= prev.time_ms:
                 raise ValueError(f"seed {self.symbol} {timeframe}: bars not in time order at {bar.time_ms}")
         self.frame(timeframe).seed(rows)
+        self._warm_for.clear()
 
     def frame(self, tf: Timeframe) -> Frame:
         try:
@@ -93,8 +95,14 @@ class MarketView:
         ]
 
     def warm(self, config: ScoreConfig = DEFAULT_CONFIG) -> bool:
-        """Whether every signal has enough bars on its timeframe."""
-        return not self.missing(config)
+        """Whether every signal has enough bars on its timeframe (remembered once true: closed bars only
+        add to what each timeframe has seen, until a seed replaces a window)."""
+        if any(c is config for c in self._warm_for):
+            return True
+        if self.missing(config):
+            return False
+        self._warm_for.append(config)
+        return True
 
     def regime(self, now_ms: int, config: ScoreConfig = DEFAULT_CONFIG) -> Regime:
         """Session from now_ms (UTC); volatility and structure on the regime timeframe's last closed bar."""

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -62,7 +63,8 @@ trades = Table(
     Column("timers", JSON, nullable=False),
     Column("warnings", JSON, nullable=False),
     Column("transitions", JSON, nullable=False),
-    Column("score_history", JSON, nullable=True),  # NULL on rows from before 0002: read as []
+    # The score ring as little-endian doubles (0003; NULL on rows from before 0002: read as empty).
+    Column("score_ring", LargeBinary, nullable=True),
     Column("quarantined", Boolean, nullable=False),
     Column("verified", Boolean, nullable=False),
     Column("action_seq", Integer, nullable=False, default=0, server_default="0"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from array import array
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, bindparam, select
 
 from dtms.domain.enums import Direction, Owner, TradeState, TradeType
 from dtms.domain.trade import Trade
@@ -13,6 +15,24 @@ from dtms.store.schema import registry, trades
 
 class TradeNotFound(LookupError):
     """No stored trade has this ticket."""
+
+
+def ring_bytes(ring: array[float]) -> bytes:
+    """The score ring as stored: little-endian doubles, whatever the host's byte order."""
+    if sys.byteorder == "little":
+        return ring.tobytes()
+    swapped = array("d", ring)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def ring_from_bytes(data: bytes | None) -> array[float]:
+    ring = array("d")
+    if data:
+        ring.frombytes(data)
+        if sys.byteorder != "little":
+            ring.byteswap()
+    return ring
 
 
 def _trade_values(trade: Trade) -> dict[str, Any]:
@@ -39,7 +59,7 @@ def _trade_values(trade: Trade) -> dict[str, Any]:
         "timers": dict(trade.timers),
         "warnings": list(trade.warnings),
         "transitions": [dict(t) for t in trade.transitions],
-        "score_history": list(trade.score_history),
+        "score_ring": ring_bytes(trade.score_history),
         "quarantined": trade.quarantined,
         "verified": trade.verified,
     }
@@ -90,7 +110,7 @@ def _from_row(row: RowMapping) -> Trade:
         timers=dict(row["timers"]),
         warnings=list(row["warnings"]),
         transitions=list(row["transitions"]),
-        score_history=list(row["score_history"] or []),
+        score_history=ring_from_bytes(row["score_ring"]),
     )
 
 
@@ -132,6 +152,32 @@ def save_trade(conn: Connection, trade: Trade, wall_ms: int) -> None:
     if updated.rowcount != 1:
         raise TradeNotFound(f"trade {trade.ticket} is not stored")
     conn.execute(registry.update().where(registry.c.ticket == trade.ticket).values(**_registry_values(trade)))
+
+
+def check_rows(batch: list[Trade], wall_ms: int) -> list[dict[str, Any]]:
+    """What a deep check that moved no state changed (score, score history, timers), copied out of the
+    trades, for save_checks: built where the trades live, written where the writer runs."""
+    return [
+        {
+            "b_ticket": t.ticket,
+            "score": t.score,
+            "score_ring": ring_bytes(t.score_history),
+            "timers": dict(t.timers),
+            "updated_wall_ms": wall_ms,
+        }
+        for t in batch
+    ]
+
+
+def save_checks(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Store check_rows for many trades in one executemany UPDATE (a pass over thousands of trades is
+    one commit). Anything else (a state step, an action's outcome, a quarantine) goes through
+    save_trade. TradeNotFound when a ticket is unknown."""
+    if not rows:
+        return
+    updated = conn.execute(trades.update().where(trades.c.ticket == bindparam("b_ticket")), rows)
+    if updated.rowcount not in (-1, len(rows)):
+        raise TradeNotFound(f"{len(rows) - updated.rowcount} of {len(rows)} trades are not stored")
 
 
 def get_trade(conn: Connection, ticket: int) -> Trade | None:

@@ -11,10 +11,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
+from dtms.domain.enums import Direction
+from dtms.domain.trade import Trade
 from dtms.store.db import make_engine, sqlite_pragmas
 from dtms.store.migrate import alembic_config, migrate
 from dtms.store.schema import metadata
-from dtms.store.trades import get_trade
+from dtms.store.trades import get_trade, insert_trade
 
 
 def test_sqlite_pragmas_on_every_pooled_connection(tmp_path: Path) -> None:
@@ -83,7 +85,7 @@ def test_migrate_twice_matches_metadata(engine: Engine) -> None:
     with engine.connect() as conn:
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
-    assert head == "0002"
+    assert head == "0003"
 
 
 def test_upgrade_from_0001_keeps_trades_and_fills_the_new_column(tmp_path: Path) -> None:
@@ -109,6 +111,53 @@ def test_upgrade_from_0001_keeps_trades_and_fills_the_new_column(tmp_path: Path)
     migrate(engine)
     with engine.connect() as conn:
         trade = get_trade(conn, 5)
-    assert trade is not None and trade.score_history == []
+    assert trade is not None and list(trade.score_history) == []
     assert _diffs(engine) == []
+    engine.dispose()
+
+
+def test_upgrade_from_0002_moves_the_score_history_into_the_ring(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        columns = (
+            "ticket, identifier, symbol, direction, entry_price, volume, state, epoch, magic, comment,"
+            " trade_type, registered_market_ms, state_entry_market_ms, children, timers, warnings,"
+            " transitions, quarantined, verified, action_seq, created_wall_ms, updated_wall_ms,"
+            " score_history"
+        )
+        for ticket, history in ((5, "'[-2.5, 0.125, 3.0]'"), (6, "NULL")):
+            values = f"{ticket}, {ticket}, 'EURUSD', 'SELL', 1.1, 0.1, 'WARNING_L1', 1, 0, '', 'INTRADAY'"
+            values += f", 0, 0, '[]', '{{}}', '[]', '[]', 0, 1, 0, 0, 0, {history}"
+            conn.execute(text(f"INSERT INTO trades ({columns}) VALUES ({values})"))
+            conn.execute(
+                text(
+                    "INSERT INTO registry (ticket, managed_by, breakeven_triggered, adopted)"
+                    f" VALUES ({ticket}, 'dtms_manager', 0, 0)"
+                )
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        kept, empty = get_trade(conn, 5), get_trade(conn, 6)
+        names = {c["name"] for c in inspect(conn).get_columns("trades")}
+    assert kept is not None and list(kept.score_history) == [-2.5, 0.125, 3.0]
+    assert empty is not None and list(empty.score_history) == []
+    assert "score_history" not in names and "score_ring" in names
+    assert _diffs(engine) == []
+    engine.dispose()
+
+
+def test_the_score_ring_round_trips_exactly(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ring.db'}")
+    migrate(engine)
+    trade = Trade(9, 9, "EURUSD", Direction.BUY, 1.1, 0.1, None, None, None)
+    for i in range(130):
+        trade.record_score(i / 7 - 9.0, 100)
+    with engine.begin() as conn:
+        insert_trade(conn, trade, 0)
+    with engine.connect() as conn:
+        stored = get_trade(conn, 9)
+    assert stored is not None and list(stored.score_history) == [i / 7 - 9.0 for i in range(30, 130)]
     engine.dispose()

@@ -169,8 +169,8 @@ class MT5Broker:
     async def bars(self, name: str, timeframe: Timeframe, count: int) -> list[Bar]:
         return await self._read("copy_rates_from_pos", lambda t: t.bars(name, timeframe, count))
 
-    async def positions(self) -> list[Position]:
-        return await self._read("positions_get", lambda t: t.positions())
+    async def positions(self, symbol: str | None = None) -> list[Position]:
+        return await self._read("positions_get", lambda t: t.positions(symbol))
 
     async def position(self, ticket: int) -> Position | None:
         """The open position whose identifier (or current ticket) is `ticket`."""

@@ -67,7 +67,11 @@ class Reads:
 
     # -- positions -----------------------------------------------------------------------------
 
-    def positions(self) -> list[Position]:
+    def positions(self, symbol: str | None = None) -> list[Position]:
+        """All open positions (which also refreshes the symbols positions are held on), or those on
+        `symbol` (positions_get(symbol=...), the terminal filters)."""
+        if symbol is not None:
+            return [convert.position(p, self.time) for p in self.session.rows("positions_get", symbol=symbol)]
         found = [convert.position(p, self.time) for p in self.session.rows("positions_get")]
         self.position_symbols = {p.symbol for p in found}
         return found

@@ -165,8 +165,8 @@ class PaperBroker:
         frame = Timeframe(timeframe)
         return await self._read(lambda d: d.closed_bars(name, frame, count))
 
-    async def positions(self) -> list[Position]:
-        return await self._read(lambda d: d.positions())
+    async def positions(self, symbol: str | None = None) -> list[Position]:
+        return await self._read(lambda d: d.positions(symbol))
 
     async def position(self, ticket: int) -> Position | None:
         return await self._read(lambda d: d.position(ticket))

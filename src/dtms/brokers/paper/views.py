@@ -96,10 +96,10 @@ class DeskReads:
         with self.book.read():
             return self.book.last_tick(symbol)
 
-    def positions(self) -> list[Position]:
+    def positions(self, symbol: str | None = None) -> list[Position]:
         with self.book.read():
             ticks = self.book.last_ticks()
-            return [self._view(p, ticks.get(p.symbol)) for p in self.book.positions()]
+            return [self._view(p, ticks.get(p.symbol)) for p in self.book.positions(symbol)]
 
     def position(self, ticket: int) -> Position | None:
         with self.book.read():
