@@ -13,7 +13,7 @@ from dtms.brokers.base import Broker
 from dtms.config import EngineConfig
 from dtms.domain.broker_types import Position, SymbolInfo, Tick
 from dtms.domain.clock import Clock, MarketClock
-from dtms.domain.enums import ActionKind, JournalStatus, Owner, TradeState
+from dtms.domain.enums import ActionKind, JournalStatus, Owner, TradeState, TradeType
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
 from dtms.guardian.defence import CheckMemo, Defence
@@ -85,6 +85,7 @@ class Engine:
         self._by_symbol: dict[str, dict[int, Trade]] = defaultdict(dict)
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._symbols: dict[str, SymbolInfo] = {}
+        self._rules: dict[TradeType, BreakevenRule] = {}  # the config's, per trade type
         self.ticks_seen = 0
         self._clock_saved_wall_ms = 0
         self.last_tick_market_ms: int | None = None
@@ -185,10 +186,15 @@ class Engine:
         )
 
     def _breakeven_rule(self, trade: Trade) -> BreakevenRule:
-        rules = self._config.exit_rules(trade.trade_type)
-        return BreakevenRule(
-            rules.breakeven_trigger_r, rules.breakeven_price_buffer_pct, self._config.risk.default_risk_pct
-        )
+        rule = self._rules.get(trade.trade_type)
+        if rule is None:
+            rules = self._config.exit_rules(trade.trade_type)
+            rule = self._rules[trade.trade_type] = BreakevenRule(
+                rules.breakeven_trigger_r,
+                rules.breakeven_price_buffer_pct,
+                self._config.risk.default_risk_pct,
+            )
+        return rule
 
     async def evaluate(self, trade: Trade, tick: Tick, batch: TickPass | None = None) -> None:
         """Ask the managers about one trade; decide again under its lock with the position re-read.
@@ -196,7 +202,7 @@ class Engine:
         Within a tick's pass (`batch`) a deep check that changed no state leaves its save to the pass."""
         if trade.quarantined or not trade.verified or trade.ticket in self._executor.unsettled:
             return
-        info = await self.symbol_info(trade.symbol)
+        info = self._symbols.get(trade.symbol) or await self.symbol_info(trade.symbol)
         if info is None:
             return
         if self.defence is not None:
