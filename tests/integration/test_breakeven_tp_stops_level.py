@@ -97,15 +97,15 @@ async def test_a_tp_inside_the_stops_level_holds_the_breakeven_back(world: World
     assert not t.quarantined
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Engine.apply marks breakeven done on every Skip; it must leave it armed when Skip.retry",
-)
 async def test_the_held_breakeven_goes_out_once_price_leaves_the_tp(world: World) -> None:
     t = world.trade
     tp = t.take_profit
     await world.tick_and_evaluate(0.00080, T0 + 10 * SEC)
     assert not t.breakeven_triggered  # a retry skip leaves the rule armed
+    await world.tick_and_evaluate(0.00081, T0 + 15 * SEC)  # still waiting: journaled once per wait
+    rows = world.db.read_sync(lambda conn: list_actions(conn, ticket=t.ticket))
+    skips = [a for a in rows if a.status is JournalStatus.SKIPPED]
+    assert len(skips) == 1 and t.timers.get("breakeven_waiting") == 1
     await world.tick_and_evaluate(0.00075, T0 + 20 * SEC)
     level = 1.10026 if world.direction is Direction.BUY else 1.09985
     assert world.broker.sent == [("modify_stops", t.ticket, level, tp)]  # the TP unchanged

@@ -15,9 +15,8 @@ process with SIGKILL and restarts in-process from the files alone. Kill points:
 - hedge_journaled_not_sent: inside the same request, still waiting in the paper broker's delay, never
   executed; the restart settles the row as failed and sends it, once.
 
-BUY and SELL, hedging and netting (where a hedge is a reduction of the position). The netting case of
-hedge_executed_answer_lost is a strict xfail: the reduction is a partial close, which reconciliation settles
-as failed because the position is still open, and the next check sends a second reduction."""
+BUY and SELL, hedging and netting (where a hedge is a reduction of the position: a partial close, whose
+lost answer reconciliation settles by the deal carrying its `dtms:<id>` tag, never by resending)."""
 
 from __future__ import annotations
 
@@ -53,10 +52,6 @@ from tests.integration.scenario_process import (
 from tests.integration.test_defensive_scenarios import ALL, MIN, T0, _id
 
 REPO = Path(__file__).resolve().parents[2]
-PARTIAL_CLOSE_LOST = (
-    "a partial close (netting: the reduction instead of a hedge) executed but whose answer was lost is "
-    "settled FAILED because its position is still open (reconcile.py _settle), and then sent again"
-)
 LINE_TIMEOUT_S = 30.0
 FLAT_UNTIL = T0 + (60 + 75) * MIN  # HEDGED at minute 60, flat timer 4500 s
 TRANSITIONS = ("weak2", "l2", "hedge", "flat", "recover", "healthy")  # the steps that move the state
@@ -228,8 +223,6 @@ async def test_sigkill_mid_sequence_then_restart(
     direction, mode = combo
     hedging = mode is MarginMode.HEDGING
     executed = kill.phase == "in_flight:executed"
-    if executed and not hedging:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PARTIAL_CLOSE_LOST))
     lines = sigkill(tmp_path, direction, mode, kill)
     before, last_done = lines[-1], [line for line in lines if line["phase"] == "done"][-1]
     ticket, path = before["ticket"], PATHS[kill.path]

@@ -321,8 +321,19 @@ class Defence:
                 )
         if not ok:
             return False
+        if ref_price is None and Action.HEDGE in move.actions:
+            ref_price = await self._hedge_reference(trade, tick)
         self._transition(trade, move, trigger, tick.time_ms, result, ref_price)
         return True
+
+    async def _hedge_reference(self, trade: Trade, tick: Tick) -> float:
+        """The HEDGED step's reference price when this check sent nothing for it (the hedge or reduction
+        was found at the broker after a lost answer): the hedge's entry, else the current price."""
+        if trade.hedge_ticket is not None:
+            hedge = await self.broker.position(trade.hedge_ticket)
+            if hedge is not None:
+                return hedge.price_open
+        return tick.trigger_price(trade.direction)
 
     def _accepted(self, trade: Trade, decision: Intent | Skip, executed: Executed) -> bool:
         """Whether an action's outcome lets the step go on: done or skipped, or a re-add a rail blocked

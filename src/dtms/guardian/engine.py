@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("dtms.engine")
 STALE_CHECK = "deep_check"
 CLOCK_PERSIST_MS = 1000
+BREAKEVEN_WAITING = "breakeven_waiting"  # trade.timers: a retry skip of the breakeven is journaled
 _EXIT_STATES = (TradeState.HEALTHY, TradeState.WARNING_L1, TradeState.RECOVERING)
 
 
@@ -284,8 +285,16 @@ class Engine:
         return True
 
     async def apply(self, trade: Trade, decision: Intent | Skip | None) -> None:
+        """Send the exit rule's stop change, or journal why not. A skip for good marks the breakeven done;
+        a retry skip (the unchanged TP inside the stops level) leaves it armed and is journaled once per
+        wait, not at every tick while price stays near the TP."""
         if isinstance(decision, Skip):
-            trade.breakeven_triggered = True
+            if not decision.retry:
+                trade.breakeven_triggered = True
+            elif trade.timers.get(BREAKEVEN_WAITING):
+                return
+            else:
+                trade.timers[BREAKEVEN_WAITING] = 1
             await self._executor.journal(
                 trade,
                 ActionKind.MODIFY_STOPS,
@@ -297,6 +306,7 @@ class Engine:
             )
             await self.save(trade)
         elif isinstance(decision, Intent):
+            trade.timers.pop(BREAKEVEN_WAITING, None)
             await self._executor.modify_stops(trade, decision)
 
     async def save(self, trade: Trade) -> None:

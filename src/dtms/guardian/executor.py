@@ -85,6 +85,18 @@ def result_dict(result: BrokerResult) -> dict[str, Any]:
     }
 
 
+def apply_close(trade: Trade, target: int, closed: float, cut: bool) -> None:
+    """What a done close does to the trade: its hedge closed is forgotten; else its volume is reduced by
+    what was closed, and a defensive cut adds it to the trade's closed volume (what a re-add gives half
+    of back). Shared by the executor (the answer) and reconciliation (the tagged deal of a lost answer)."""
+    if target == trade.hedge_ticket and target != trade.ticket:
+        trade.hedge_ticket = None
+        return
+    trade.volume = max(0.0, round(trade.volume - closed, 8))
+    if cut:
+        add_closed_volume(trade, closed)
+
+
 class Executor:
     """Sends intents to the broker exactly once each; every send is preceded by its journal row."""
 
@@ -274,13 +286,8 @@ class Executor:
         target = ticket if ticket is not None else trade.ticket
 
         def done(result: BrokerResult) -> None:
-            if target == trade.hedge_ticket and target != trade.ticket:
-                trade.hedge_ticket = None
-                return
             closed = result.volume if result.volume is not None else (volume or trade.volume)
-            trade.volume = max(0.0, round(trade.volume - closed, 8))
-            if cut:
-                add_closed_volume(trade, closed)
+            apply_close(trade, target, closed, cut)
 
         return await self.send(
             trade,

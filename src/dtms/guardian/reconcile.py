@@ -10,15 +10,15 @@ from typing import Any
 import structlog
 
 from dtms.brokers.base import Broker
-from dtms.domain.broker_types import Position
+from dtms.domain.broker_types import Deal, Position
 from dtms.domain.clock import Clock
 from dtms.domain.enums import ActionKind, AdoptPolicy, DealEntry, JournalStatus, Timeframe, TradeState
 from dtms.domain.events import EventSink
 from dtms.domain.stops import is_tighter, make_valid_stop, tightest_valid_stop
 from dtms.domain.trade import ActionRecord, Intent, Trade
 from dtms.guardian.engine import Engine
-from dtms.guardian.executor import Fence
-from dtms.managers.defensive import RE_ADD_EPOCH
+from dtms.guardian.executor import Fence, apply_close
+from dtms.managers.defensive import CUTS, RE_ADD_EPOCH
 from dtms.managers.fsm import Trigger, step
 from dtms.store.database import Database
 from dtms.store.journal import open_actions, update_action
@@ -297,7 +297,18 @@ class Reconciler:
                     await self._mark(
                         action, found is not None, "no tagged position at the broker", trade, report
                     )
-            elif action.kind in (ActionKind.CLOSE, ActionKind.CLOSE_BY):
+            elif action.kind is ActionKind.CLOSE:
+                target = int(action.request.get("ticket") or action.ticket)
+                trade = self._engine.trades.get(action.ticket)
+                deal = await self._tagged_exit(target, f"dtms:{action.id}")
+                if deal is not None and trade is not None:
+                    apply_close(trade, target, deal.volume, action.reason in CUTS)
+                gone = target not in positions
+                if deal is not None or gone or expired:
+                    await self._mark(
+                        action, deal is not None or gone, "no tagged deal at the broker", trade, report
+                    )
+            elif action.kind is ActionKind.CLOSE_BY:
                 gone = int(action.request.get("ticket") or action.ticket) not in positions
                 if gone or expired:
                     await self._mark(
@@ -316,6 +327,14 @@ class Reconciler:
                     trade.breakeven_triggered = True
                 if applied or expired:
                     await self._mark(action, applied, "not applied at the broker", trade, report)
+
+    async def _tagged_exit(self, target: int, tag: str) -> Deal | None:
+        """The deal a close whose answer was lost made, by the `dtms:<id>` comment it was sent with: a
+        partial close leaves the position open, so its absence proves nothing (netting reductions too)."""
+        for deal in await self._broker.deals(position=target):
+            if deal.comment.split(" ", 1)[0] == tag:
+                return deal
+        return None
 
     async def _find_re_add(self, positions: dict[int, Position], action: ActionRecord) -> int | None:
         """The position a re-add whose answer was lost went to, by its DTMS_R<ticket>_<epoch> tag: an open

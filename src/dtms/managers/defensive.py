@@ -30,6 +30,10 @@ CLOSED_VOLUME = "closed_volume_e8"
 RE_ADD_EPOCH = "re_add_epoch"
 """trade.timers key: the epoch whose re-add is at the broker (done, or found by its tag after a lost
 answer): the step that asked for it completes without sending another."""
+CUT_EPOCH = "cut_epoch"
+"""trade.timers key: the epoch whose defensive cut (partial close, or the reduction instead of a hedge) is
+done at the broker. The step that asked for it, tried again because another of its actions failed or
+its answer was lost across a restart, completes without cutting a second time."""
 _VOLUME_UNITS = 100_000_000
 
 
@@ -135,7 +139,14 @@ def closed_volume(trade: Trade) -> float:
 
 
 def add_closed_volume(trade: Trade, volume: float) -> None:
+    """Count a done defensive cut: its volume (for a re-add) and its epoch (so it is never cut twice)."""
     trade.timers[CLOSED_VOLUME] = trade.timers.get(CLOSED_VOLUME, 0) + round(volume * _VOLUME_UNITS)
+    trade.timers[CUT_EPOCH] = trade.epoch
+
+
+def cut_done(trade: Trade) -> bool:
+    """Whether this epoch's cut is already at the broker."""
+    return trade.timers.get(CUT_EPOCH) == trade.epoch
 
 
 def re_add(trade: Trade, snap: Snapshot, cfg: DefensiveConfig) -> Intent | Skip:
@@ -182,11 +193,13 @@ def plan(trade: Trade, step: Step, snap: Snapshot, cfg: DefensiveConfig) -> list
         if action is Action.TIGHTEN:
             out.append(tighten(trade, snap, cfg))
         elif action is Action.PARTIAL_CLOSE:
-            out.append(partial_close(trade, snap, cfg))
+            if not cut_done(trade):
+                out.append(partial_close(trade, snap, cfg))
         elif action is Action.BREAKEVEN:
             out.append(breakeven_or_tightest(trade, snap))
         elif action is Action.HEDGE:
-            out.append(hedge(trade, snap, cfg))
+            if not cut_done(trade):  # reduced instead of hedged in this epoch already
+                out.append(hedge(trade, snap, cfg))
         elif action is Action.RE_ADD:
             out.append(re_add(trade, snap, cfg))
         elif action is Action.CLOSE_HEDGE and trade.hedge_ticket is not None:
