@@ -281,6 +281,7 @@ async def test_flat_timer_closes_position_and_hedge(scene: Scene) -> None:
     else:
         assert scene.broker.sent == [("close", t.ticket, None)]
     assert t.state is TradeState.CLOSED and await scene.broker.positions() == []
+    assert t.volume == 0 and t.hedge_ticket is None  # close_by took the hedge's volume, the close the rest
 
 
 @pytest.mark.parametrize("scene", HEDGING, ids=_id, indirect=True)  # netting accounts hold no hedge to lose

@@ -362,8 +362,10 @@ class Executor:
     async def close_by(self, trade: Trade, opposite_ticket: int, manager: str) -> Executed:
         """Close the position against its hedge (hedging accounts only)."""
 
-        def done(_: BrokerResult) -> None:
+        def done(result: BrokerResult) -> None:
             trade.hedge_ticket = None
+            if result.volume is not None:  # both sides lose the smaller volume
+                trade.volume = max(0.0, round(trade.volume - result.volume, 8))
 
         return await self.send(
             trade,
