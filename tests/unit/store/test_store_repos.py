@@ -14,10 +14,12 @@ from dtms.store.meta import advance_market_clock, get_market_clock, get_meta, se
 from dtms.store.schema import registry, trades
 from dtms.store.trades import (
     TradeNotFound,
+    check_rows,
     get_trade,
     insert_trade,
     list_trades,
     next_action_seq,
+    save_checks,
     save_trade,
 )
 from dtms.store.writer import GroupWriter
@@ -89,6 +91,30 @@ def test_duplicate_insert_returns_false_and_writes_nothing(
 def test_save_unknown_trade_raises(writer: GroupWriter, make_trade: Callable[..., Trade]) -> None:
     with pytest.raises(TradeNotFound):
         writer.run_sync(lambda conn: save_trade(conn, make_trade(404), 1), timeout=10)
+
+
+def test_save_checks_stores_score_ring_and_timers_of_many_trades(
+    writer: GroupWriter, make_trade: Callable[..., Trade]
+) -> None:
+    batch = [make_trade(ticket) for ticket in (11, 12, 13)]
+    for trade in batch:
+        writer.run_sync(lambda conn, t=trade: insert_trade(conn, t, 0), timeout=10)
+    for n, trade in enumerate(batch):
+        trade.score = -1.25 * n
+        for k in range(105):
+            trade.record_score(k / 3 - n, 100)
+        trade.timers.update(last_deep=1_767_225_600_000 + n, weak_streak=n)
+        trade.state = TradeState.WARNING_L1  # not a check's change: save_checks leaves it
+    rows = check_rows(batch, 77)
+    writer.run_sync(lambda conn: save_checks(conn, rows), timeout=10)
+    for n, trade in enumerate(batch):
+        stored = writer.run_sync(lambda conn, t=trade: get_trade(conn, t.ticket), timeout=10)
+        assert stored is not None
+        assert stored.score == -1.25 * n and list(stored.score_history) == [k / 3 - n for k in range(5, 105)]
+        assert stored.timers == {"last_deep": 1_767_225_600_000 + n, "weak_streak": n}
+        assert stored.state is TradeState.HEALTHY
+    with pytest.raises(TradeNotFound):
+        writer.run_sync(lambda conn: save_checks(conn, check_rows([make_trade(404)], 1)), timeout=10)
 
 
 def test_list_trades_active_only(
