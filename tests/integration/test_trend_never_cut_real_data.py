@@ -1,45 +1,65 @@
 """Real EURUSD H1 trends replayed through DTMS: what the defensive state machine does to a trade that moves
-steadily in its favour with ordinary noise. Trending stretches of the shipped EURUSD H1 2017 sample are
-replayed as `dtms calibrate` replays them (the H1 overlay config/replay_h1.json, the in-process pipeline at a
-paper broker, 4 ticks per bar, every tick to the engine then a reconciliation pass), the market view warmed
-by the 400 bars before the stretch. At the stretch's first tick two trades are opened in its direction (no
-TP) and registered with DTMS as the calibration does (dtms_manager, INTRADAY): one with the calibration's
-stop, 1 × ATR(H1), and one with a swing trader's stop, 3 × ATR(H1). Both see the same ticks and, the score
-not depending on the stop, reach their deep checks and states at the same ticks.
+steadily in its favour with ordinary noise. Stretches of the shipped EURUSD H1 2017 sample are replayed as
+`dtms calibrate` replays them (the H1 overlay config/replay_h1.json, the in-process pipeline at a paper
+broker, 4 ticks per bar, every tick to the engine then a reconciliation pass), the market view warmed by the
+400 bars before the stretch. At the stretch's first tick two trades are opened in its direction (no TP) and
+registered with DTMS as the calibration does (dtms_manager, INTRADAY): one with the calibration's stop,
+1 × ATR(H1), and one with a swing trader's stop, 3 × ATR(H1). Both see the same ticks and, the score not
+depending on the stop, reach their deep checks and states at the same ticks.
 
-The stretches, each checked on the CSV by the test itself (`_not_a_trend`, in units of ATR(H1) at the
-open): 2017-05-12 12:00 to the top of the trend on 2017-05-23 07:00 (BUY, +381 pips, ATR 8.8 pips) and
-2017-03-28 15:00 to the bottom on 2017-04-09 23:00 (SELL, +286 pips, ATR 11.9 pips). From the open price
-never goes 0.25 ATR against the trade, and once 0.3 ATR in its favour it stays >= 1 ATR in its favour: with
-a stop of >= 1 ATR neither the trade's own stop nor breakeven's can close it. Pullbacks of 4-11 ATR on the
-way are the noise.
+Steady trends. "A steady trend with ordinary noise" is defined on the H1 bars alone, before and apart from
+any replay (`_not_a_trend`): >= 3 trading days (72 H1 bars); the close >= 10 ATR(H1) in the trade's favour,
+on the bar of the stretch's extreme; never 0.25 ATR against the entry; no pullback from the running extreme
+beyond 3 × ATR(14) of H1 at the time. ATR(H1) is the typical hourly range, so 3 × ATR is three ordinary
+hours against the trend, and the width of the swing trader's stop: the noise that stop is sized to sit
+through (2.5 × ATR admits a single stretch in the whole of 2017, a BUY, and no SELL). The longest
+qualifying stretch each way, over every start bar of 2017 (a scan kept out of the repo):
 
-On both stretches a pullback gives two deep checks in a row at score <= -2 (BUY 2017-05-18 09:00/10:00:
-adverse vwap, momentum, delta; SELL 2017-03-31 08:15/09:15: an adverse H1 break of structure, momentum), so
-HEALTHY -> WARNING_L1, whose action (SPEC-engine.md "States and transitions") moves the stop to 0.3 R behind
-price; the next check is HEALTHY again, and a stop is never loosened. Whether the trade survives depends on
-that pullback's continuation against 0.3 R alone:
+- STEADY_BUY, 2017-05-11 13:00 to 2017-05-17 06:00: 90 bars, +255 pips = 21.5 ATR of 11.9 pips, largest
+  pullback 2.46 ATR, 0.11 ATR against the entry at worst;
+- STEADY_SELL, 2017-03-27 16:00 to 2017-04-03 15:00: 120 bars, +226 pips = 15.4 ATR of 14.7 pips, largest
+  pullback 2.66 ATR, 0.16 ATR against.
 
-- 1 × ATR (R 8.8 / 11.9 pips, the stop 2.7 / 3.6 pips behind price): the same or the next H1 swing hits it
-  (2017-05-18 11:30, 2017-03-31 15:30) and the trade closes by "sl", in profit, with 141 / 121 pips of the
-  trend still ahead: `test_l1_tighten_exits_a_trend_trade_at_its_first_pullback`.
-- 3 × ATR, SELL (R 35.7 pips, 10.7 behind price; a second WARNING_L1 on 2017-04-04 tightens again): the
-  trade is never cut and is open at the end: `test_trend_with_a_swing_stop_is_never_cut`.
-- 3 × ATR, BUY (R 26.4 pips, 7.9 behind price): the 11:30 tick of 2017-05-18 reaches it as well, so this
-  case is asserted with the 1 × ATR cases. That pullback goes on to 1.10761 (18:00), 43.6 pips under the
-  price at the tighten (1.11197): only R > 145 pips (16.5 ATR) would survive it, no stop a trader would
-  use. A stop beyond the last confirmed H1 swing of the 20 bars before the entry plus 0.5 ATR (the spec's
-  trend_continuation_pullback trail) is R 20.3 pips for the BUY and 10.7 for the SELL, tighter than
-  3 × ATR, and was stopped on both (checked once, not kept). The config has no SWING trade_type, and the
-  trade_type changes breakeven, partial and trailing only, never the 0.3 R tighten.
+The replay checks the criterion again on its own slice (with the engine's ATR at the open). A longest
+stretch starts at the trend's turn, as early as the 0.25 ATR margin allows, where the H1 score still reads
+the swing before it: the first two deep checks score <= -2, so HEALTHY -> WARNING_L1 (WEAK_TWICE) 1 to
+1.25 h after the entry, whose action (SPEC-engine.md "States and transitions") moves the stop to 0.3 R behind
+price. Neither 3 × ATR trade gets through uncut, so no test here asserts that a trend trade is never cut:
 
-This is a spec property, kept for planning: the L1 tighten makes a trend trade's survival of its first
-adverse pullback depend on the pullback staying within 0.3 R of the price at the second weak check."""
+- BUY (R 35.7 pips): 05-11 13:15 first check -5.30 (adverse H1 structure, momentum, EMA alignment), 14:00
+  escalated check -3.53 (adverse VWAP, EMA alignment): the tighten puts the stop at 1.08571, 3.8 pips over
+  the entry and 2.3 over breakeven's 1.08548. RECOVERED at 05-12 02:00; the dip of 05-12 07:00 to 1.08560
+  closes it by "sl" at +2.7 pips with 253 pips of the trend ahead (breakeven's stop alone would have held,
+  by 1.2 pips). It is asserted with the first-pullback cases,
+  `test_l1_tighten_exits_a_trend_trade_at_its_first_pullback`.
+- SELL (R 44.0 pips): 03-27 16:15 -4.50 (adverse VWAP, EMA alignment, delta), 17:15 -4.25 -> WARNING_L1;
+  18:15 -5.50 (VWAP, momentum, EMA alignment) with the VWAP adverse -> ESCALATE -> WARNING_L2: half the
+  trade closed (+7.7 pips); 19:15 -2.50, an adverse VWAP with ADVERSE confluence -> HEDGE_NEEDED -> HEDGED:
+  a BUY hedge, stopped 0.5 ATR under (HEDGE_GONE 20:30); EASED, RECOVERED (03-28 01:15); a second WARNING_L1
+  on 03-31 tightens again. The other half rides the trend to the end (+226 pips):
+  `test_warning_l2_halves_and_hedges_a_trend_trade_opened_at_its_turn`.
+
+The L1 tighten at a first pullback. The stretches of the earlier version, picked by hand, are kept for the
+1 × ATR cases: PULLBACK_BUY 2017-05-12 12:00 to the top on 2017-05-23 07:00 (+381 pips, ATR 8.8 pips) and
+PULLBACK_SELL 2017-03-28 15:00 to the bottom on 2017-04-09 23:00 (+286 pips, ATR 11.9 pips). Their largest
+pullbacks are 5.0 ATR (43 pips on 2017-05-18) and 6.2 ATR: not steady trends by the criterion. A pullback
+gives two deep checks in a row at score <= -2 (BUY 2017-05-18 09:00/10:00: adverse vwap, momentum, delta;
+SELL 2017-03-31 08:15/09:15: an adverse H1 break of structure, momentum), so HEALTHY -> WARNING_L1 and the
+0.3 R tighten; the next check is HEALTHY again, and a stop is never loosened. With 1 × ATR (R 8.8 / 11.9
+pips, the stop 2.7 / 3.6 pips behind price) the same or the next H1 swing hits it (2017-05-18 11:30,
+2017-03-31 15:30) and the trade closes by "sl", in profit, with 141 / 121 pips of the trend still ahead.
+(The 3 × ATR SELL on PULLBACK_SELL survives both its tightens; not asserted: not a steady trend.)
+
+This is a spec property, kept for planning: the L1 tighten makes a trend trade's survival of an adverse
+pullback, or of its first hours when it is opened at the turn, depend on the price staying within 0.3 R
+of where it was at the second weak check. The config has no SWING trade_type, and the trade_type changes
+breakeven, partial and trailing only, never the 0.3 R tighten."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -55,7 +75,7 @@ from dtms.brokers.paper.replay import RecordedBar, ReplayFeed, load_bars
 from dtms.calibrate import OVERLAY, REPO, SAMPLE
 from dtms.calibration.run import Plan, levels
 from dtms.calibration.setup import load_settings, pipeline
-from dtms.domain.broker_types import Tick
+from dtms.domain.broker_types import Bar, SymbolInfo, Tick
 from dtms.domain.enums import (
     ActionKind,
     DealEntry,
@@ -65,7 +85,9 @@ from dtms.domain.enums import (
     Timeframe,
     TradeState,
 )
+from dtms.domain.stops import round_volume_down
 from dtms.domain.trade import ActionRecord, Trade
+from dtms.market.indicators import Atr
 from dtms.store.journal import list_actions
 from dtms.store.trades import get_trade, insert_trade
 from tests.integration.test_defensive_scenarios import RecordingPaper
@@ -78,6 +100,16 @@ TIGHTEN_R = 0.3  # SPEC-engine.md, HEALTHY -> WARNING_L1: "tighten SL to 0.3 R b
 RISK_FLOOR_ATR = 0.5  # SPEC-engine.md: R is floored at 0.5 × ATR (ATR(M15), H1 under the overlay)
 BREAKEVEN_BUFFER = 0.01 / 100  # INTRADAY breakeven_price_buffer_pct: entry + spread/2 + 0.01 % of price
 CUTTING = {TradeState.WARNING_L2, TradeState.HEDGED, TradeState.CLOSED}
+PARTIAL_CLOSE_FRACTION = 0.5  # SPEC-engine.md, WARNING_L1 -> WARNING_L2: close 50 % of the volume
+HEDGE_FRACTION = 0.5  # WARNING_L2 -> HEDGED: an opposite position of 50 % of the volume
+HEDGE_SL_ATR = 0.5  # ... its stop 0.5 × ATR (M15; H1 under the overlay) beyond its entry
+HOUR_MS = 3_600_000
+# "A steady trend with ordinary noise" (_not_a_trend), on the H1 bars alone:
+TREND_ATR_PERIOD = 14  # ATR(14) of H1, the engine's
+TREND_MIN_BARS = 72  # >= 3 trading days of H1 bars
+TREND_GAIN_ATR = 10.0  # the close of the stretch, in the trade's favour, × ATR(H1) at the open
+TREND_AGAINST_ATR = 0.25  # never this far against the entry, × ATR(H1) at the open
+TREND_PULLBACK_ATR = 3.0  # no retreat from the running extreme beyond this × ATR(H1) at the time
 
 
 @dataclass(frozen=True)
@@ -85,14 +117,19 @@ class Stretch:
     direction: Direction
     start: str  # the open of the stretch's first bar (UTC): the trades open at its first tick
     end: str  # the replay stops before this bar
+    steady: bool = True  # meets the criterion (_not_a_trend), which the replay then checks
 
     @property
     def id(self) -> str:
         return f"{self.direction.value}-{self.start[:10]}"
 
 
-BUY = Stretch(Direction.BUY, "2017-05-12T12:00:00+00:00", "2017-05-23T08:00:00+00:00")
-SELL = Stretch(Direction.SELL, "2017-03-28T15:00:00+00:00", "2017-04-10T00:00:00+00:00")
+# The longest stretch each way of the 2017 sample that meets _not_a_trend (the module doc):
+STEADY_BUY = Stretch(Direction.BUY, "2017-05-11T13:00:00+00:00", "2017-05-17T07:00:00+00:00")
+STEADY_SELL = Stretch(Direction.SELL, "2017-03-27T16:00:00+00:00", "2017-04-03T16:00:00+00:00")
+# Picked by hand, each with a pullback of 5-6 ATR (not steady): the 1 × ATR trade's first-pullback exit.
+PULLBACK_BUY = Stretch(Direction.BUY, "2017-05-12T12:00:00+00:00", "2017-05-23T08:00:00+00:00", False)
+PULLBACK_SELL = Stretch(Direction.SELL, "2017-03-28T15:00:00+00:00", "2017-04-10T00:00:00+00:00", False)
 
 
 @dataclass(frozen=True)
@@ -113,15 +150,17 @@ class Outcome:
     stored: Trade
     entry: float
     initial_sl: float
-    sent: list[Request]  # the requests for this trade (and any open: a hedge names no ticket), in order
+    volume: float  # the volume opened
+    sent: list[Request]  # the requests for this trade and its parts (a hedge: its comment's tag), in order
     actions: list[ActionRecord]  # the trade's journal, oldest first
     states: set[TradeState]  # the trade's state after every tick while it was open
     deep_checks: int
     open_at_end: bool
-    exit_price: float  # where it closed, or the last trigger price when still open
+    exit_price: float  # where it closed, or the last trigger price when still open (a partial close aside)
     exit_reason: str  # the closing deal's reason, "" when still open
     last_price: float  # the stretch's last trigger price
     point: float
+    info: SymbolInfo
     seconds: float
 
     @property
@@ -180,25 +219,83 @@ def _slice(dest: Path, start_ms: int, end_ms: int) -> Path:
     return dest
 
 
-def _not_a_trend(
-    bars: list[RecordedBar], direction: Direction, entry: float, unit: float, spread: float
-) -> str:
-    """Why the stretch's bars are not a steady trend for the trade ('' when they are), in units of `unit`
-    (ATR(H1) at the open): it must never go 0.25 unit against the trade, once 0.3 unit in its favour stay
-    >= 1 unit in its favour, end at its extreme bar, and close >= 10 units in its favour. Prices as the
-    trade's stop sees them (SELL: asks). With R >= 1 unit, neither the stop nor breakeven's can close it."""
+@dataclass(frozen=True)
+class Shape:
+    """A stretch's H1 bars as a trade opened at its first tick sees them, prices as its stop sees them (bid
+    for a BUY, ask for a SELL; the entry at the other side), in ATR(14) of H1 as the engine computes it."""
+
+    bars: int  # H1 bars in the stretch
+    unit: float  # ATR(H1) at the open (closed bars before the stretch)
+    gain: float  # the last close, ATRs at the open in the trade's favour
+    against: float  # the furthest the price went against the entry, ATRs at the open
+    pullback: float  # the largest retreat from the running extreme, ATRs(H1) of its bar (at its open)
+    at_extreme: bool  # the last bar reaches the stretch's extreme
+
+
+def _shape(bars: list[RecordedBar], start: int, direction: Direction, spread: float) -> Shape:
+    """bars[start:] walked tick by tick in the replay's order (RecordedBar.path), bars[:start] warming ATR."""
+    atr, at = Atr(TREND_ATR_PERIOD), list[float | None]()
+    for bar in bars:
+        at.append(atr.value)
+        atr.update(cast(Bar, bar))
+    unit = at[start]
+    assert unit is not None, "too few bars before the stretch for ATR(H1)"
     sign, ask = direction.sign, spread if direction is Direction.SELL else 0.0
-    best = [sign * ((b.high if sign > 0 else b.low) + ask - entry) / unit for b in bars]
-    worst = [sign * ((b.low if sign > 0 else b.high) + ask - entry) / unit for b in bars]
-    trigger = next((i for i, x in enumerate(best) if x >= 0.3), len(bars))
-    end = sign * (bars[-1].close + ask - entry) / unit
+    entry = bars[start].open + (spread if direction is Direction.BUY else 0.0)
+    extreme = against = pullback = 0.0
+    for bar, bar_atr in zip(bars[start:], at[start:], strict=True):
+        assert bar_atr is not None
+        top = 0.0
+        for price in bar.path():
+            x = sign * (price + ask - entry)
+            extreme, top = max(extreme, x), max(top, x)
+            against = max(against, -x / unit)
+            pullback = max(pullback, (extreme - x) / bar_atr)
+    return Shape(
+        bars=len(bars) - start,
+        unit=unit,
+        gain=sign * (bars[-1].close + ask - entry) / unit,
+        against=against,
+        pullback=pullback,
+        at_extreme=top >= extreme,
+    )
+
+
+def _not_a_trend(bars: list[RecordedBar], start: int, direction: Direction, spread: float) -> str:
+    """Why bars[start:] are not "a steady trend with ordinary noise" for a trade in `direction` opened at
+    the first tick of bars[start] ('' when they are): a criterion on the H1 bars alone, fixed before any
+    replay and used to select the stretches (not on what DTMS does with them). The stretch must
+
+    - last >= TREND_MIN_BARS H1 bars (3 trading days),
+    - close >= TREND_GAIN_ATR (10) ATR(H1) in the trade's favour, on the bar of its extreme (the top / bottom
+      of the trend: the stretch is the trend, not a trend and what follows it),
+    - never go TREND_AGAINST_ATR (0.25) ATR against the entry (it trends from the first tick),
+    - and never pull back from its running extreme by more than TREND_PULLBACK_ATR (3) × ATR(14) of H1 at
+      the time. ATR(H1) is the typical hourly range (true range), so 3 × ATR is three ordinary hours
+      against the trend, and the width of the swing trader's stop (STOPS_ATR): the noise that stop is sized
+      to sit through. A larger retreat (PULLBACK_BUY's 43-pip, 5 ATR dip of 2017-05-18) is a correction.
+      2.5 × ATR admits a single stretch of the 2017 sample, a BUY, and no SELL; 3 × ATR is the smallest
+      half-step that admits both directions (found on the bars, before any replay).
+
+    ATRs are ATR(14) as the engine computes it (Wilder, dtms.market.indicators.Atr) from the bars before:
+    at the open for the gain and the adverse excursion, at the bar's open for a pullback."""
+    shape = _shape(bars, start, direction, spread)
     why = [
-        f"goes {-min(worst):.2f} ATR against the trade" if min(worst) <= -0.25 else "",
-        "comes back within 1 ATR of the entry" if min(worst[trigger + 1 :], default=1) < 1 else "",
-        "does not end at its extreme" if max(best) > best[-1] else "",
-        f"closes only {end:.1f} ATR in the trade's favour" if end < 10 else "",
+        f"lasts {shape.bars} H1 bars" if shape.bars < TREND_MIN_BARS else "",
+        f"closes only {shape.gain:.1f} ATR in the trade's favour" if shape.gain < TREND_GAIN_ATR else "",
+        "does not end at its extreme" if not shape.at_extreme else "",
+        f"goes {shape.against:.2f} ATR against the trade" if shape.against >= TREND_AGAINST_ATR else "",
+        f"pulls back {shape.pullback:.1f} ATR" if shape.pullback > TREND_PULLBACK_ATR else "",
     ]
     return ", ".join(w for w in why if w)
+
+
+def _for(call: tuple[Any, ...], ticket: int) -> bool:
+    """Whether a request acts on the trade: names its ticket, or opens one of its parts (the comment's tag,
+    DTMS_H<ticket>_<epoch> for a hedge, dtms.guardian.parts)."""
+    if call[0] == "open":
+        return re.match(rf"DTMS_[HR]{ticket}_\d+\b", call[-1]) is not None
+    return call[1] == ticket
 
 
 async def _replay(home: Path, stretch: Stretch) -> Replay:
@@ -211,6 +308,7 @@ async def _replay(home: Path, stretch: Stretch) -> Replay:
     direction = stretch.direction
     trades: dict[float, Trade] = {}
     initial: dict[float, float] = {}
+    initial_volume: dict[float, float] = {}
     states: dict[int, set[TradeState]] = {}
     deep_checks: dict[int, set[int]] = {}
     requests: list[Request] = []
@@ -238,20 +336,24 @@ async def _replay(home: Path, stretch: Stretch) -> Replay:
                     )
                     info = await broker.symbol(SYMBOL)
                     assert atr is not None and info is not None
-                    stretch_bars = [b for b in load_bars(csv) if b.time_ms >= start_ms]
+                    if stretch.steady:
+                        bars = load_bars(csv)
+                        why = _not_a_trend(bars, WARM_BARS, direction, tick.spread)
+                        assert not why, f"{stretch.id} is not a steady trend: it {why}"
+                        shape = _shape(bars, WARM_BARS, direction, tick.spread)
+                        assert shape.unit == pytest.approx(atr, rel=1e-9), (shape, atr)  # the engine's ATR
                     for stop_atr in STOPS_ATR:
                         plan = Plan(csv, stop_atr=stop_atr)
                         sl, _ = levels(direction, tick.open_price(direction), atr, plan, info.digits)
                         opened = await broker.open(SYMBOL, direction, plan.lot, sl, None, "trend", 7)
                         position = await broker.position(opened.position or 0)
                         assert position is not None, opened
-                        why = _not_a_trend(stretch_bars, direction, position.price_open, atr, tick.spread)
-                        assert not why, f"{stretch.id} is not a steady trend: it {why}"
                         trade = Trade.from_position(position, tick.time_ms)
                         await p.db.write(partial(insert_trade, trade=trade, wall_ms=0))
                         p.engine.track(trade)
                         p.reconciler.remember(trade.ticket)
                         trades[stop_atr], initial[stop_atr] = trade, sl
+                        initial_volume[stop_atr] = position.volume
                         states[trade.ticket], deep_checks[trade.ticket] = set(), set()
                     broker.sent.clear()
         assert trades and last is not None, "the stretch's first bar was never replayed"
@@ -264,21 +366,25 @@ async def _replay(home: Path, stretch: Stretch) -> Replay:
             actions = await p.db.read(partial(list_actions, ticket=ticket, limit=10_000))
             assert stored is not None
             closing = [d for d in await broker.deals(position=ticket) if d.entry is not DealEntry.IN]
+            open_at_end = await broker.position(ticket) is not None
+            closed = closing[-1] if closing and not open_at_end else None
             out.trades[stop_atr] = Outcome(
                 stop_atr=stop_atr,
                 trade=trade,
                 stored=stored,
                 entry=trade.entry_price,
                 initial_sl=initial[stop_atr],
-                sent=[r for r in requests if r.call[0] == "open" or r.call[1] == ticket],
+                volume=initial_volume[stop_atr],
+                sent=[r for r in requests if _for(r.call, ticket)],
                 actions=actions[::-1],
                 states=states[ticket],
                 deep_checks=len(deep_checks[ticket] - {0}),
-                open_at_end=await broker.position(ticket) is not None,
-                exit_price=closing[-1].price if closing else last.trigger_price(direction),
-                exit_reason=closing[-1].reason.value if closing else "",
+                open_at_end=open_at_end,
+                exit_price=closed.price if closed else last.trigger_price(direction),
+                exit_reason=closed.reason.value if closed else "",
                 last_price=last.trigger_price(direction),
                 point=info.point,
+                info=info,
                 seconds=time.monotonic() - clock,
             )
         return out
@@ -311,27 +417,9 @@ def _only_stops(out: Outcome) -> None:
     assert all(a.status in (JournalStatus.DONE, JournalStatus.SKIPPED) for a in out.actions), out.summary()
 
 
-@pytest.mark.parametrize(("stretch", "stop_atr"), [(SELL, 3.0)], ids=_id)
-async def test_trend_with_a_swing_stop_is_never_cut(
-    tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    stretch: Stretch,
-    stop_atr: float,
-) -> None:
-    """A multi-day trend position held with a swing-sized stop (3 × ATR(H1)): DTMS only tightens its stop
-    (WARNING_L1 included), never cuts, hedges or closes it, and it is still open and in profit at the end.
-    Only the SELL stretch: on the BUY one the 0.3 R tighten stops a 3 × ATR trade too (see the module doc
-    and test_l1_tighten_exits_a_trend_trade_at_its_first_pullback)."""
-    out = await replayed(tmp_path_factory, monkeypatch, stretch, stop_atr)
-
-    _only_stops(out)
-    assert out.deep_checks >= 60, out.summary()
-    assert not (out.states | set(out.reached)) & CUTTING, out.summary()
-    assert out.open_at_end and out.trade.active and out.stored.state is not TradeState.CLOSED, out.summary()
-    assert out.exit_reason == "" and out.pips > 0, out.summary()
-
-
-@pytest.mark.parametrize(("stretch", "stop_atr"), [(BUY, 1.0), (SELL, 1.0), (BUY, 3.0)], ids=_id)
+@pytest.mark.parametrize(
+    ("stretch", "stop_atr"), [(PULLBACK_BUY, 1.0), (PULLBACK_SELL, 1.0), (STEADY_BUY, 3.0)], ids=_id
+)
 async def test_l1_tighten_exits_a_trend_trade_at_its_first_pullback(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
@@ -339,8 +427,9 @@ async def test_l1_tighten_exits_a_trend_trade_at_its_first_pullback(
     stop_atr: float,
 ) -> None:
     """The spec's WARNING_L1 action, "tighten SL to 0.3 R behind price", exits a trend trade with a 1 × ATR
-    stop (and, on the BUY stretch, a 3 × ATR one) at the trend's first adverse pullback: a known property of
-    SPEC-engine.md, noted for planning. DTMS itself never closes, cuts or hedges: it moves the stop to
+    stop at the trend's first adverse pullback, and a 3 × ATR BUY opened at the turn of a steady trend
+    (STEADY_BUY) at the first dip after its first hour's two weak checks: a known property of SPEC-engine.md,
+    noted for planning. DTMS itself never closes, cuts or hedges: it moves the stop to
     breakeven, then at HEALTHY -> WARNING_L1 to exactly 0.3 R behind the trigger price, and the next H1
     swing closes the trade at that stop (reason "sl"), in profit, with most of the trend still ahead."""
     out = await replayed(tmp_path_factory, monkeypatch, stretch, stop_atr)
@@ -376,3 +465,76 @@ async def test_l1_tighten_exits_a_trend_trade_at_its_first_pullback(
     assert sign * (out.exit_price - tight.call[2]) <= 0, out.summary()  # filled at or through the stop
     assert out.pips > 0, out.summary()
     assert sign * (out.last_price - out.exit_price) >= 10 * r_initial / stop_atr, out.summary()
+
+
+@pytest.mark.parametrize(("stretch", "stop_atr"), [(STEADY_SELL, 3.0)], ids=_id)
+async def test_warning_l2_halves_and_hedges_a_trend_trade_opened_at_its_turn(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    stretch: Stretch,
+    stop_atr: float,
+) -> None:
+    """A 3 × ATR(H1) SELL opened at the turn of a steady trend (STEADY_SELL), where the H1 score still reads
+    the rise before it: within its first four hours DTMS takes it HEALTHY -> WARNING_L1 (the 0.3 R tighten)
+    -> WARNING_L2 (half of it closed, in profit; the L2 breakeven skipped, the stop being past it) ->
+    HEDGED (an opposite position of half the rest, its stop 0.5 ATR away). The hedge is stopped
+    (HEDGE_GONE), the trade eases back to HEALTHY, a pullback on 03-31 gives a second tighten, and the half
+    left is open at the end with its stop in profit. What DTMS does to a trend trade entered at the turn,
+    asserted as observed (the scores are in the module doc): the trend is cut by half, never closed."""
+    out = await replayed(tmp_path_factory, monkeypatch, stretch, stop_atr)
+    sign, direction, lot = out.sign, out.trade.direction, out.volume
+    transitions = out.stored.transitions
+    assert [(t["to"], t.get("trigger")) for t in transitions] == [
+        ("WARNING_L1", "WEAK_TWICE"),
+        ("WARNING_L2", "ESCALATE"),
+        ("HEDGED", "HEDGE_NEEDED"),
+        ("WARNING_L2", "HEDGE_GONE"),
+        ("WARNING_L1", "EASED"),
+        ("HEALTHY", "RECOVERED"),
+        ("WARNING_L1", "WEAK_TWICE"),
+        ("HEALTHY", "RECOVERED"),
+    ], out.summary()
+    assert transitions[2]["market_ms"] - out.trade.registered_market_ms <= 4 * HOUR_MS, out.summary()
+
+    # The journal and the requests: breakeven, tighten, half closed, the L2 breakeven skipped, the hedge,
+    # a second tighten; the stop only ever tightened, the TP left alone.
+    assert [(a.kind, a.reason, a.status) for a in out.actions] == [
+        (ActionKind.MODIFY_STOPS, "breakeven", JournalStatus.DONE),
+        (ActionKind.MODIFY_STOPS, "tighten", JournalStatus.DONE),
+        (ActionKind.CLOSE, "partial_close", JournalStatus.DONE),
+        (ActionKind.MODIFY_STOPS, "defensive_breakeven", JournalStatus.SKIPPED),
+        (ActionKind.OPEN, "hedge", JournalStatus.DONE),
+        (ActionKind.MODIFY_STOPS, "tighten", JournalStatus.DONE),
+    ], out.summary()
+    assert [r.call[0] for r in out.sent] == ["modify_stops", "modify_stops", "close", "open", "modify_stops"]
+    _, tight, half, hedge, tight_again = out.sent
+    stops = [out.initial_sl, *out.moves]
+    assert all((b - a) * sign > 0 for a, b in itertools.pairwise(stops)), out.summary()
+    assert all(r.call[3] is None for r in out.sent if r.call[0] == "modify_stops"), out.summary()
+
+    # Each tighten is 0.3 R behind the trigger price of its WARNING_L1's tick.
+    for request, to_l1 in ((tight, transitions[0]), (tight_again, transitions[6])):
+        assert request.tick.time_ms == to_l1["market_ms"], out.summary()
+        price = request.tick.trigger_price(direction)
+        raw = price - sign * TIGHTEN_R * max(out.r, RISK_FLOOR_ATR * request.atr)
+        assert 0 <= sign * (raw - request.call[2]) <= out.point + 1e-9, (raw, price, out.summary())
+
+    # WARNING_L2 closes half the trade, in profit, at the tick of the escalation.
+    assert half.tick.time_ms == transitions[1]["market_ms"], out.summary()
+    assert half.call == ("close", out.trade.ticket, round_volume_down(lot * PARTIAL_CLOSE_FRACTION, out.info))
+    assert sign * (half.tick.close_price(direction) - out.entry) > 0, out.summary()
+
+    # HEDGED opens the opposite direction, half of what is left, its stop 0.5 ATR(H1) beyond its entry.
+    rest = round(lot - half.call[2], 8)
+    opposite = direction.opposite
+    assert hedge.tick.time_ms == transitions[2]["market_ms"], out.summary()
+    assert hedge.call[1] is opposite, out.summary()
+    assert hedge.call[2] == round_volume_down(rest * HEDGE_FRACTION, out.info), out.summary()
+    hedge_risk = opposite.sign * (hedge.tick.open_price(opposite) - hedge.call[3])
+    assert 0 <= hedge_risk - HEDGE_SL_ATR * hedge.atr <= out.point + 1e-9, (hedge_risk, out.summary())
+
+    # The half left rides the trend: open and HEALTHY at the end, in profit, its stop in profit.
+    assert out.open_at_end and out.trade.active, out.summary()
+    assert out.stored.state is TradeState.HEALTHY and out.stored.volume == pytest.approx(rest), out.summary()
+    assert out.exit_reason == "" and out.pips > 0, out.summary()
+    assert sign * (out.moves[-1] - out.entry) > 0, out.summary()
