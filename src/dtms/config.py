@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dtms.domain.enums import AdoptPolicy, MarginMode, RequestKind, TradeMode, TradeType
+from dtms.managers.exits import BreakevenRule, ExitRule
 from dtms.managers.rails import CalendarError, NewsEvent, parse_news_calendar
 
 KNOWN_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "US30")
@@ -159,6 +160,27 @@ class ExitRules(_Strict):
     partial_at_tp_fraction: float = Field(gt=0, le=1)
     partial_size_pct: float = Field(gt=0, le=100)
     trailing_atr: float = Field(gt=0)
+    trailing_trend_fail_factor: float = Field(4 / 3, ge=1, description="× trailing_atr, EMA gate failed")
+    trailing_trend_slope_bars: int = Field(9, ge=1, description="M30 bars the EMA50/200 slopes span")
+    trailing_min_move_pct: float = Field(0.05, ge=0, description="% of price a trailing step must gain")
+    widening_atr: float = Field(1.5, gt=0, description="× ATR(M15) from entry, × (1 + excess)")
+    widening_excess_cap: float = Field(1.0, ge=0)
+    widening_cap_r: float = Field(1.5, gt=0, description="farthest widened stop from entry, × R")
+    widening_atr_ratio_threshold: float = Field(1.3, gt=0, description="ATR ratio above which to widen")
+    widening_index_symbol: str | None = Field(None, min_length=1, description="a VIX-like index symbol")
+    widening_index_threshold: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _index(self) -> ExitRules:
+        if (self.widening_index_symbol is None) != (self.widening_index_threshold is None):
+            raise ValueError("widening_index_symbol and widening_index_threshold go together")
+        return self
+
+    def rule(self, default_risk_pct: float) -> ExitRule:
+        """The managers' form of these values (dtms.managers.exits.propose)."""
+        values = self.model_dump(exclude={"breakeven_trigger_r", "breakeven_price_buffer_pct"})
+        be = BreakevenRule(self.breakeven_trigger_r, self.breakeven_price_buffer_pct, default_risk_pct)
+        return ExitRule(breakeven=be, **values)
 
 
 def _default_exits() -> dict[TradeType, ExitRules]:
@@ -310,6 +332,10 @@ class EngineConfig(_Strict):
 
     def exit_rules(self, trade_type: TradeType) -> ExitRules:
         return self.intelligent_exits[trade_type]
+
+    def exit_rules_by_type(self) -> dict[TradeType, ExitRule]:
+        """The intelligent exits' rules per trade type, as dtms.managers.exits.propose takes them."""
+        return {t: r.rule(self.risk.default_risk_pct) for t, r in self.intelligent_exits.items()}
 
 
 _SUFFIX = re.compile(r"(\.[A-Za-z]+|[cm])$")
