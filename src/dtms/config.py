@@ -10,12 +10,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dtms.domain.enums import AdoptPolicy, MarginMode, RequestKind, TradeMode, TradeType
+from dtms.domain.enums import AdoptPolicy, MarginMode, RequestKind, Timeframe, TradeMode, TradeType
 from dtms.managers.exits import BreakevenRule, ExitRule
 from dtms.managers.rails import CalendarError, NewsEvent, parse_news_calendar
+from dtms.managers.trailing import METHODS, Strategy, StrategyRules, TrailMethod
+from dtms.market.regime import Session
 
 KNOWN_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "US30")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -292,6 +302,176 @@ class RailsConfig(_Strict):
     watch_interval_s: float = Field(10.0, gt=0, description="wall seconds between rail sweeps (alerts)")
 
 
+TRAILING_TIMEFRAMES = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.M30, Timeframe.H1)
+"""The timeframes a strategy may trail on: those the market view keeps bars of."""
+
+_STRATEGY_DEFAULTS: dict[Strategy, dict[str, Any]] = {
+    Strategy.BREAKOUT_IB_VOLATILITY_TRAP: {
+        "breakeven_r": 1.0,
+        "breakeven_r_asia": 0.75,
+        "timeframe": "M5",
+        "trail_atr": 1.5,
+        "partial_at_r": 1.5,
+        "partial_pct": 50,
+        "cooldown_s": 20,
+    },
+    Strategy.TREND_CONTINUATION_PULLBACK: {
+        "breakeven_r": 1.0,
+        "timeframe": "M5",
+        "trail_atr": 0.5,
+        "cooldown_s": 45,
+    },
+    Strategy.LIQUIDITY_SWEEP_REVERSAL: {
+        "breakeven_r": 0.5,
+        "timeframe": "M1",
+        "trail_atr": 0.5,
+        "cooldown_s": 15,
+    },
+    Strategy.ORDER_BLOCK_REJECTION: {
+        "breakeven_r": 1.0,
+        "breakeven_r_asia": 0.75,
+        "timeframe": "M5",
+        "trail_atr": 0.3,
+        "displacement_atr": 1.5,
+        "cooldown_s": 30,
+    },
+    Strategy.MEAN_REVERSION_RANGE_SCALP: {"breakeven_r": 0.5, "cooldown_s": 10},
+    Strategy.DEFAULT_STANDARD: {"breakeven_r": 1.0, "timeframe": "M15", "trail_atr": 2.0, "cooldown_s": 60},
+}
+_SESSION_FACTORS = {
+    Session.ASIA: 1.1,
+    Session.LONDON: 0.95,
+    Session.OVERLAP: 0.9,
+    Session.NY: 0.9,
+    Session.LATE_NY: 1.05,
+}
+
+
+class StrategyNumbers(_Strict):
+    """One strategy's numbers (SPEC-engine.md "Strategy trailing manager"); how it trails is the strategy's
+    own (dtms.managers.trailing.METHODS). A strategy given in the file is merged over its defaults."""
+
+    breakeven_r: float = Field(gt=0)
+    breakeven_r_asia: float | None = Field(None, gt=0, description="breakeven in ASIA; null: breakeven_r")
+    timeframe: Timeframe | None = Field(None, description="the trailing timeframe; null: no trailing")
+    trail_atr: float | None = Field(None, gt=0, description="× ATR(timeframe): the trail distance")
+    displacement_atr: float | None = Field(None, gt=0, description="a displacement bar's range, × ATR")
+    partial_at_r: float | None = Field(None, gt=0, description="the partial exit's trigger; null: none")
+    partial_pct: float = Field(50.0, gt=0, lt=100)
+    cooldown_s: float = Field(ge=0, description="market seconds between this manager's stop changes")
+
+    @field_validator("timeframe")
+    @classmethod
+    def _kept(cls, value: Timeframe | None) -> Timeframe | None:
+        if value is not None and value not in TRAILING_TIMEFRAMES:
+            raise ValueError(f"must be one of {', '.join(TRAILING_TIMEFRAMES)} (the market view's windows)")
+        return value
+
+
+def _strategy(strategy: Strategy) -> StrategyNumbers:
+    return StrategyNumbers.model_validate(_STRATEGY_DEFAULTS[strategy])
+
+
+class StrategiesConfig(_Strict):
+    """The strategy trailing manager's numbers; a trade's are resolved once, at its registration."""
+
+    min_improvement_r: float = Field(0.1, ge=0, description="the least stop improvement sent, × R")
+    session_factors: dict[Session, PositiveFloat] = Field(default_factory=lambda: dict(_SESSION_FACTORS))
+    atr_multipliers: dict[str, PositiveFloat] = Field(
+        default_factory=dict, description="per symbol; 1 if absent"
+    )
+    breakout_ib_volatility_trap: StrategyNumbers = Field(
+        default_factory=lambda: _strategy(Strategy.BREAKOUT_IB_VOLATILITY_TRAP)
+    )
+    trend_continuation_pullback: StrategyNumbers = Field(
+        default_factory=lambda: _strategy(Strategy.TREND_CONTINUATION_PULLBACK)
+    )
+    liquidity_sweep_reversal: StrategyNumbers = Field(
+        default_factory=lambda: _strategy(Strategy.LIQUIDITY_SWEEP_REVERSAL)
+    )
+    order_block_rejection: StrategyNumbers = Field(
+        default_factory=lambda: _strategy(Strategy.ORDER_BLOCK_REJECTION)
+    )
+    mean_reversion_range_scalp: StrategyNumbers = Field(
+        default_factory=lambda: _strategy(Strategy.MEAN_REVERSION_RANGE_SCALP)
+    )
+    default_standard: StrategyNumbers = Field(default_factory=lambda: _strategy(Strategy.DEFAULT_STANDARD))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge(cls, data: Any) -> Any:
+        """A strategy given in part keeps the defaults of the keys it leaves out."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for strategy in Strategy:
+            given = merged.get(strategy.value)
+            if isinstance(given, dict):
+                merged[strategy.value] = {**_STRATEGY_DEFAULTS[strategy], **given}
+        return merged
+
+    @field_validator("session_factors")
+    @classmethod
+    def _all_sessions(cls, value: dict[Session, float]) -> dict[Session, float]:
+        return {**_SESSION_FACTORS, **value}
+
+    @field_validator("atr_multipliers")
+    @classmethod
+    def _symbols(cls, value: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, multiplier in value.items():
+            key = normalise_symbol(name)
+            if key not in KNOWN_SYMBOLS:
+                raise ValueError(f"unknown symbol {name!r}; known: {', '.join(KNOWN_SYMBOLS)}")
+            if key in out:
+                raise ValueError(f"{name!r} names {key} a second time")
+            out[key] = multiplier
+        return out
+
+    @model_validator(mode="after")
+    def _methods(self) -> StrategiesConfig:
+        for strategy in Strategy:
+            numbers, method = self.numbers(strategy), METHODS[strategy]
+            trails = method is not TrailMethod.NONE
+            if trails and (numbers.timeframe is None or numbers.trail_atr is None):
+                raise ValueError(f"{strategy.value}: trails ({method.value}), needs timeframe and trail_atr")
+            if not trails and (numbers.timeframe is not None or numbers.trail_atr is not None):
+                raise ValueError(f"{strategy.value}: does not trail, timeframe and trail_atr must be null")
+            if (method is TrailMethod.DISPLACEMENT) != (numbers.displacement_atr is not None):
+                raise ValueError(
+                    f"{strategy.value}: displacement_atr is for {Strategy.ORDER_BLOCK_REJECTION.value} only, "
+                    "and required there"
+                )
+        return self
+
+    def numbers(self, strategy: Strategy) -> StrategyNumbers:
+        numbers: StrategyNumbers = getattr(self, strategy.value)
+        return numbers
+
+    def atr_multiplier(self, symbol: str) -> float:
+        return self.atr_multipliers.get(normalise_symbol(symbol), 1.0)
+
+    def rules(self, strategy: Strategy, symbol: str, default_risk_pct: float) -> StrategyRules:
+        """The manager's form of a strategy's numbers for one symbol (stored with the trade)."""
+        n = self.numbers(strategy)
+        return StrategyRules(
+            strategy=strategy,
+            method=METHODS[strategy],
+            timeframe=n.timeframe,
+            breakeven_r=n.breakeven_r,
+            breakeven_r_asia=n.breakeven_r if n.breakeven_r_asia is None else n.breakeven_r_asia,
+            trail_atr=n.trail_atr,
+            displacement_atr=n.displacement_atr,
+            partial_at_r=n.partial_at_r,
+            partial_pct=n.partial_pct,
+            cooldown_s=n.cooldown_s,
+            min_improvement_r=self.min_improvement_r,
+            atr_multiplier=self.atr_multiplier(symbol),
+            session_factors=tuple((s, self.session_factors[s]) for s in Session),
+            default_risk_pct=default_risk_pct,
+        )
+
+
 class EngineConfig(_Strict):
     """The validated content of config/dtms_config.json (besides the 'service' section)."""
 
@@ -303,6 +483,7 @@ class EngineConfig(_Strict):
     signal_score: dict[str, Any] = Field(default_factory=dict)
     recovery: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig())
     rails: RailsConfig = Field(default_factory=lambda: RailsConfig())
+    strategies: StrategiesConfig = Field(default_factory=lambda: StrategiesConfig())
 
     @field_validator("signal_score")
     @classmethod
@@ -332,6 +513,10 @@ class EngineConfig(_Strict):
 
     def exit_rules(self, trade_type: TradeType) -> ExitRules:
         return self.intelligent_exits[trade_type]
+
+    def strategy_rules(self, strategy: Strategy, symbol: str) -> StrategyRules:
+        """A strategy's rules for a symbol (dtms.managers.trailing.resolve_rules reads them here)."""
+        return self.strategies.rules(strategy, symbol, self.risk.default_risk_pct)
 
     def exit_rules_by_type(self) -> dict[TradeType, ExitRule]:
         """The intelligent exits' rules per trade type, as dtms.managers.exits.propose takes them."""
