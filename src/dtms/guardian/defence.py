@@ -15,7 +15,16 @@ from dtms.domain.enums import ActionKind, Direction, JournalStatus, MarginMode, 
 from dtms.domain.events import EventSink
 from dtms.domain.trade import Intent, Trade
 from dtms.guardian.executor import Executed, Executor
-from dtms.managers.defensive import CLOSED_VOLUME, CUTS, RE_ADD_EPOCH, DefensiveConfig, Snapshot, plan
+from dtms.managers.arbitration import may_act
+from dtms.managers.defensive import (
+    CLOSED_VOLUME,
+    CUTS,
+    MANAGER,
+    RE_ADD_EPOCH,
+    DefensiveConfig,
+    Snapshot,
+    plan,
+)
 from dtms.managers.exits import Skip
 from dtms.managers.fsm import Action, Check, Step, Trigger, decide, step
 from dtms.market.config import ScoreConfig, Signal
@@ -44,7 +53,9 @@ _CLASSES = {
     "US30": SymbolClass.INDICES,
     "BTCUSD": SymbolClass.CRYPTO,
 }
-_OK = (JournalStatus.DONE, JournalStatus.SKIPPED)
+# done, skipped with a reason, or deferred by the arbiter (a trade the strategy-trailing manager owns keeps
+# its stops while DTMS is in a normal state; the state moves, the deferral is journaled)
+_OK = (JournalStatus.DONE, JournalStatus.SKIPPED, JournalStatus.DEFERRED)
 # a re-add a rail blocks (loss limits, stop-outs, news) is recorded and the step goes on (SPEC-engine.md:
 # "no re-adds" while the rail holds); a blocked hedge still waits for its "reduce instead" path
 _BLOCKED_OK = frozenset({"re_add"})
@@ -359,6 +370,13 @@ class Defence:
                 error=decision.detail,
             )
             return None
+        why = may_act(trade, MANAGER)
+        if why is not None:
+            request = {"sl": decision.sl, "tp": decision.tp, "volume": decision.volume}
+            action_id = await ex.journal(
+                trade, decision.kind, decision.reason, JournalStatus.DEFERRED, MANAGER, request, error=why
+            )
+            return Executed(action_id, JournalStatus.DEFERRED, None)
         if decision.kind is ActionKind.MODIFY_STOPS:
             return await ex.modify_stops(trade, decision)
         if decision.kind is ActionKind.OPEN and decision.reason == "re_add":

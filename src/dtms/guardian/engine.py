@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,14 +14,15 @@ from dtms.brokers.base import Broker
 from dtms.config import EngineConfig
 from dtms.domain.broker_types import Position, SymbolInfo, Tick
 from dtms.domain.clock import Clock, MarketClock
-from dtms.domain.enums import ActionKind, JournalStatus, Owner, TradeState, TradeType
+from dtms.domain.enums import ActionKind, Owner
 from dtms.domain.events import EventSink
-from dtms.domain.trade import Intent, Trade
-from dtms.guardian.defence import CheckMemo, Defence
+from dtms.domain.trade import Trade
+from dtms.guardian.arbiter import Arbiter, Proposal
+from dtms.guardian.defence import CheckMemo, Defence, symbol_class
 from dtms.guardian.executor import Executor, NoLease
-from dtms.managers.exits import MANAGER as EXITS
-from dtms.managers.exits import BreakevenRule, Skip, breakeven
+from dtms.managers import exits
 from dtms.managers.fsm import Trigger
+from dtms.market.view import MarketView
 from dtms.store.database import Database, StoreUnavailable
 from dtms.store.journal import FencedOut
 from dtms.store.meta import advance_market_clock
@@ -32,8 +34,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("dtms.engine")
 STALE_CHECK = "deep_check"
 CLOCK_PERSIST_MS = 1000
-BREAKEVEN_WAITING = "breakeven_waiting"  # trade.timers: a retry skip of the breakeven is journaled
-_EXIT_STATES = (TradeState.HEALTHY, TradeState.WARNING_L1, TradeState.RECOVERING)
+StrategyProposer = Callable[[Trade, MarketView, Tick, SymbolInfo, int, Position | None], list[Proposal]]
 
 
 @dataclass(slots=True)
@@ -86,7 +87,10 @@ class Engine:
         self._by_symbol: dict[str, dict[int, Trade]] = defaultdict(dict)
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._symbols: dict[str, SymbolInfo] = {}
-        self._rules: dict[TradeType, BreakevenRule] = {}  # the config's, per trade type
+        self._exit_rules = config.exit_rules_by_type()
+        self._views: dict[str, MarketView] = {}  # without a Defence: bars for the exit rules' ATRs
+        self.arbiter = Arbiter(executor, events, self.save)
+        self.strategies: StrategyProposer | None = None  # the strategy-trailing manager's proposals
         self.ticks_seen = 0
         self._clock_saved_wall_ms = 0
         self.last_tick_market_ms: int | None = None
@@ -186,16 +190,36 @@ class Engine:
             self._executor.current_fence().guard(lambda conn: advance_market_clock(conn, self._account, ms))
         )
 
-    def _breakeven_rule(self, trade: Trade) -> BreakevenRule:
-        rule = self._rules.get(trade.trade_type)
-        if rule is None:
-            rules = self._config.exit_rules(trade.trade_type)
-            rule = self._rules[trade.trade_type] = BreakevenRule(
-                rules.breakeven_trigger_r,
-                rules.breakeven_price_buffer_pct,
-                self._config.risk.default_risk_pct,
+    def view(self, symbol: str) -> MarketView:
+        if self.defence is not None:
+            return self.defence.view(symbol)
+        if symbol not in self._views:
+            self._views[symbol] = MarketView(symbol, symbol_class(symbol))
+        return self._views[symbol]
+
+    def propose(
+        self, trade: Trade, tick: Tick, info: SymbolInfo, position: Position | None
+    ) -> list[Proposal]:
+        """Every manager's proposals for the trade now (the arbiter rules on them): the intelligent exits
+        always, the strategy-trailing manager for the trades it owns."""
+        view, now = self.view(trade.symbol), tick.time_ms
+        widening = self.rails is None or self.rails.allows_widening(trade, now, self._wall.now_ms())
+        out: list[Proposal] = [
+            (exits.MANAGER, p)
+            for p in exits.propose(
+                trade,
+                view,
+                tick,
+                info,
+                now,
+                rails_allow_widening=widening,
+                rules=self._exit_rules,
+                position=position,
             )
-        return rule
+        ]
+        if trade.managed_by is Owner.STRATEGY and self.strategies is not None:
+            out += self.strategies(trade, view, tick, info, now, position)
+        return out
 
     async def evaluate(self, trade: Trade, tick: Tick, batch: TickPass | None = None) -> None:
         """Ask the managers about one trade; decide again under its lock with the position re-read.
@@ -208,18 +232,18 @@ class Engine:
             return
         if self.defence is not None:
             await self._defend(trade, tick, info, batch)
-        if trade.managed_by is not Owner.DTMS or trade.state not in _EXIT_STATES:
-            return
-        rule = self._breakeven_rule(trade)
-        if breakeven(trade, tick, info, trade.stop_loss, trade.take_profit, rule) is None:
+        if (
+            not trade.active
+            or trade.ticket in self._executor.unsettled
+            or not self.propose(trade, tick, info, None)
+        ):
             return
         async with self.lock(trade.ticket):
             position = await self._broker.position(trade.ticket)
             if position is None or not trade.active:
                 return
             fresh = await self._broker.tick(trade.symbol) or tick
-            decision = breakeven(trade, fresh, info, position.sl, position.tp, rule)
-            await self.apply(trade, decision)
+            await self.arbiter.act(trade, self.propose(trade, fresh, info, position))
 
     async def _defend(self, trade: Trade, tick: Tick, info: SymbolInfo, batch: TickPass | None) -> None:
         assert self.defence is not None
@@ -283,31 +307,6 @@ class Engine:
             )
             self.rails.hold(trade, STALE_CHECK, verdict, action_id)
         return True
-
-    async def apply(self, trade: Trade, decision: Intent | Skip | None) -> None:
-        """Send the exit rule's stop change, or journal why not. A skip for good marks the breakeven done;
-        a retry skip (the unchanged TP inside the stops level) leaves it armed and is journaled once per
-        wait, not at every tick while price stays near the TP."""
-        if isinstance(decision, Skip):
-            if not decision.retry:
-                trade.breakeven_triggered = True
-            elif trade.timers.get(BREAKEVEN_WAITING):
-                return
-            else:
-                trade.timers[BREAKEVEN_WAITING] = 1
-            await self._executor.journal(
-                trade,
-                ActionKind.MODIFY_STOPS,
-                decision.reason,
-                JournalStatus.SKIPPED,
-                EXITS,
-                {},
-                error=decision.detail,
-            )
-            await self.save(trade)
-        elif isinstance(decision, Intent):
-            trade.timers.pop(BREAKEVEN_WAITING, None)
-            await self._executor.modify_stops(trade, decision)
 
     async def save(self, trade: Trade) -> None:
         wall_ms = self._wall.now_ms()

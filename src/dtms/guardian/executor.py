@@ -251,6 +251,24 @@ class Executor:
             error = f"superseded by action {action_id}, sent once the rail let it through"
             await self._record(waited, JournalStatus.SKIPPED, None, error, trade=None)
 
+    async def apply(self, trade: Trade, intent: Intent) -> Executed:
+        """Send a manager's stop change or close as the arbiter let it through."""
+        if intent.kind is ActionKind.MODIFY_STOPS:
+            return await self.modify_stops(trade, intent)
+        if intent.kind is ActionKind.CLOSE:
+            return await self.close(trade, intent.volume, intent.reason, intent.manager, intent=intent)
+        raise ValueError(f"the arbiter sends stop changes and closes, not {intent.kind.value}")
+
+    def _mark(self, trade: Trade, intent: Intent | None) -> None:
+        """What a done intent records on the trade in the same commit: `mark` (a rule done once, set to
+        1) and `timer` (a rule's last change, set to the market time: a cool-down counts from it)."""
+        if intent is None:
+            return
+        if (mark := intent.details.get("mark")) is not None:
+            trade.timers[str(mark)] = 1
+        if (timer := intent.details.get("timer")) is not None:
+            trade.timers[str(timer)] = self._market.now_ms()
+
     async def modify_stops(self, trade: Trade, intent: Intent) -> Executed:
         """One stop/TP change; on DONE the trade's levels follow (and breakeven is marked done)."""
 
@@ -258,6 +276,7 @@ class Executor:
             trade.stop_loss, trade.take_profit = intent.sl, intent.tp
             if intent.reason == "breakeven":
                 trade.breakeven_triggered = True
+            self._mark(trade, intent)
 
         return await self.send(
             trade,
@@ -278,6 +297,7 @@ class Executor:
         *,
         ticket: int | None = None,
         cut: bool = False,
+        intent: Intent | None = None,
     ) -> Executed:
         """Close the trade's position (or `volume` of it), or another of its positions (`ticket`, e.g. its
         hedge); on DONE the trade follows (volume reduced, or the hedge forgotten). `cut`: a defensive
@@ -288,6 +308,7 @@ class Executor:
         def done(result: BrokerResult) -> None:
             closed = result.volume if result.volume is not None else (volume or trade.volume)
             apply_close(trade, target, closed, cut)
+            self._mark(trade, intent)
 
         return await self.send(
             trade,

@@ -163,6 +163,14 @@ class Rails:
             return self._spread(symbol)
         return ALLOWED
 
+    def allows_widening(self, trade: Trade, market_ms: int, wall_ms: int) -> bool:
+        """Whether the intelligent exits' volatility widening may be proposed now: not during the loss
+        rails (limits, stop-outs) nor a news blackout for the symbol, and only while its session is open."""
+        losses = self.losses
+        if losses is not None and not loss_verdict(losses, self.config.max_consecutive_stop_outs).allowed:
+            return False
+        return self.check(Move.WIDEN, "volatility_widening", trade, market_ms, wall_ms).allowed
+
     def _spread(self, symbol: str) -> Verdict:
         last, samples = self._ticks.get(symbol), self.spreads(symbol)
         if last is None or samples is None:

@@ -16,8 +16,10 @@ from dtms.domain.enums import ActionKind, AdoptPolicy, DealEntry, JournalStatus,
 from dtms.domain.events import EventSink
 from dtms.domain.stops import is_tighter, make_valid_stop, tightest_valid_stop
 from dtms.domain.trade import ActionRecord, Intent, Trade
+from dtms.guardian.defence import Cadence
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Fence, apply_close
+from dtms.guardian.parts import relink_parts
 from dtms.managers.defensive import CUTS, RE_ADD_EPOCH
 from dtms.managers.fsm import Trigger, step
 from dtms.store.database import Database
@@ -38,6 +40,7 @@ class ReconcileReport:
     adopted: list[int] = field(default_factory=list)
     synced: list[int] = field(default_factory=list)
     settled: list[int] = field(default_factory=list)
+    relinked: list[int] = field(default_factory=list)
 
 
 def close_out(trade: Trade, reason: str, market_ms: int) -> None:
@@ -81,6 +84,7 @@ class Reconciler:
         self._fence = fence
         self._protect_naked, self._restore_loosened = protect_naked, restore_loosened
         self._default_risk_pct = default_risk_pct
+        self._flat_s = (engine.defence.cadence if engine.defence is not None else Cadence()).flat_timer_s
         self._passes: dict[int, int] = {}
         self._known: set[int] = set()
         self.passes = 0
@@ -103,6 +107,15 @@ class Reconciler:
                 await self._check_trade(trade, positions.get(trade.ticket), report)
         await self._adopt_unknown(positions, report)
         await self._settle(positions, report)
+        report.relinked = await relink_parts(
+            self._engine,
+            self._broker,
+            positions.values(),
+            self._market.now_ms(),
+            self._flat_s,
+            self._save,
+            self._events,
+        )
         self.passes += 1
         self.last_pass_wall_ms = self._wall.now_ms()
         return report

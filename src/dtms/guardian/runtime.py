@@ -88,6 +88,7 @@ class Runtime:
         self.account: str | None = None
         self.lease: Lease | None = None
         self.leader: Leader | None = None
+        self._recovery_fence: Fence | None = None
         self.service = DTMSService(self)
         self.started_wall_s = self.wall.monotonic()
         self.exit_code: int | None = None
@@ -112,7 +113,11 @@ class Runtime:
         )
 
     def fence(self) -> Fence | None:
-        return self.leader.fence if self.leader is not None and self.role is Role.LEADER else None
+        if self.leader is not None and self.role is Role.LEADER:
+            return self.leader.fence
+        # While build_leader recovers, the lease is ours: its first pass may protect a naked position
+        # (every send is still fenced by the journal insert).
+        return self._recovery_fence
 
     # -- life ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,6 +152,8 @@ class Runtime:
                     await broker.connect()
                     self.broker = broker
                 account = self.settings.account or (await self.broker.account()).login
+        if self.db.damaged is not None:  # moved aside by Database.open; the leader re-adopts (rebuild.py)
+            self.events.emit("store_damaged", severity="critical", **self.db.damaged.fields())
         await self._bind_account(account)
 
     async def _bind_account(self, account: str) -> None:
@@ -193,7 +200,11 @@ class Runtime:
         fence = Fence(self.account, self.lease.epoch)
         account = self.account
         stored_ms = await self.db.read(lambda conn: get_market_clock(conn, account))
-        self.leader = await build_leader(self, self.broker, fence, stored_ms)
+        self._recovery_fence = fence
+        try:
+            self.leader = await build_leader(self, self.broker, fence, stored_ms)
+        finally:
+            self._recovery_fence = None
         self.role = Role.LEADER
         log.info("leader", account=self.account, epoch=fence.epoch, trades=len(self.leader.engine.trades))
         self.leader.tasks.append(asyncio.create_task(self._watch_lease(), name="dtms-lease-watch"))

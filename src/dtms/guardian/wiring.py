@@ -23,6 +23,7 @@ from dtms.guardian.defence import Cadence, Defence
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Executor, Fence
 from dtms.guardian.rails import Rails
+from dtms.guardian.rebuild import rebuild_if_pending
 from dtms.guardian.reconcile import Reconciler
 from dtms.guardian.service import settle_open
 from dtms.managers.defensive import DefensiveConfig
@@ -96,6 +97,18 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
     holder.append(leader)
     for trade in await reconciler.load():
         engine.track(trade)
+    await rebuild_if_pending(
+        rt.db,
+        broker,
+        engine,
+        reconciler,
+        market,
+        rt.wall,
+        rt.events,
+        fence=fence,
+        policy=settings.adopt_unregistered,
+        magic=settings.magic,
+    )
     for symbol in sorted({t.symbol for t in engine.trades.values()}):
         await defence.seed(symbol)
     report = await reconciler.pass_once()

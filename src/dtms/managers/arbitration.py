@@ -54,9 +54,14 @@ def _is_owner(trade: Trade, manager: str) -> bool:
     return manager == _owner_name(trade)
 
 
-def _rank(trade: Trade, intent: Intent) -> tuple[int | None, str | None]:
-    """The intent's rank, or None and why it may not apply to this trade now."""
-    manager, state = intent.manager, trade.state
+def may_act(trade: Trade, manager: str) -> str | None:
+    """None when the manager's intents may apply to the trade now, else why not (the deferral reason)."""
+    return _rank(trade, manager)[1]
+
+
+def _rank(trade: Trade, manager: str) -> tuple[int | None, str | None]:
+    """The manager's rank on this trade, or None and why it may not act on it now."""
+    state = trade.state
     if state in DEFENSIVE_STATES:
         if manager == DEFENSIVE:
             return _DEFENSIVE, None
@@ -94,7 +99,7 @@ def rule(trade: Trade, intents: Sequence[Intent]) -> list[Ruling]:
     out: dict[int, Ruling] = {}
     ranked: list[tuple[int, Intent]] = []
     for i, intent in enumerate(intents):
-        rank, why = _rank(trade, intent)
+        rank, why = _rank(trade, intent.manager)
         if rank is None:
             out[i] = Ruling(intent, False, why)
         elif _loosens(trade, intent):
@@ -131,7 +136,7 @@ def _slot(intent: Intent) -> str:
 
 
 def _order(trade: Trade, intent: Intent) -> tuple[int, float]:
-    rank, _ = _rank(trade, intent)
+    rank, _ = _rank(trade, intent.manager)
     # At equal rank, the more protective stop first: -sign * sl sorts it lowest.
     tight = -trade.direction.sign * intent.sl if intent.sl is not None else 0.0
     return (rank if rank is not None else 99, tight)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from dtms.store.db import make_engine
+from dtms.store.db import BEGIN_IMMEDIATE, make_engine
+from dtms.store.integrity import StoreCheck, check_store_file, record_rebuild
 from dtms.store.migrate import migrate
 from dtms.store.writer import GroupWriter
 
@@ -32,10 +35,21 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.writer: GroupWriter | None = None
+        self.damaged: StoreCheck | None = None  # set when the SQLite file was found damaged at start
 
     def open(self) -> None:
-        """Migrate the schema to head and start the writer; raises when the store cannot be reached."""
+        """Check a SQLite file (a damaged one is moved aside), migrate the schema to head and start the
+        writer; raises when the store cannot be reached."""
+        if self.engine.dialect.name == "sqlite" and self.damaged is None:
+            found = check_store_file(Path(self.engine.url.database or ""))
+            self.damaged = found if found.damaged else None
         migrate(self.engine)
+        if self.damaged is not None:
+            damaged = self.damaged
+            with self.engine.connect() as conn:
+                conn.execution_options(**{BEGIN_IMMEDIATE: True})
+                with conn.begin():
+                    record_rebuild(conn, damaged, time.time_ns() // 1_000_000)
         self.writer = GroupWriter(self.engine)
 
     @property
