@@ -20,11 +20,33 @@ qualifying stretch each way, over every start bar of 2017 (a scan kept out of th
 - STEADY_SELL, 2017-03-27 16:00 to 2017-04-03 15:00: 120 bars, +226 pips = 15.4 ATR of 14.7 pips, largest
   pullback 2.66 ATR, 0.16 ATR against.
 
+Trend-following entries. A trade "moving steadily in its favour" is one a trend follower opens once the
+trend is established, not at its turn. The entry rule, fixed from standard trend-following practice before
+any replay (`_trend_filter`, `_trend_following`): at the close of an H1 bar, the trend is established for a
+BUY (SELL) when the close is above (below) EMA50 and EMA50 and EMA200 both rose (fell) over the last 9 bars
+(the EMA pair and slope span of the score's ema_alignment, the +0.66 reading); the trade is entered at the
+first close of a run of such closes (the filter's onset), filled at the next bar's first tick, and the bars
+from there on must meet the steady-trend criterion above. EMAs are dtms.market.indicators.Ema (TA-Lib
+seeding) over the sample from its first bar. Over 2017 (a scan of the CSV in the test, well under a second):
+
+- TREND_BUY, 2017-11-22 14:00 (the onset at the 13:00 close) to 2017-11-27 13:00: 72 bars, +16.9 ATR of
+  12.3 pips, largest pullback 2.71 ATR, 0.12 ATR against the entry at worst. The only one of 128 BUY
+  onsets after the warm-up: 122 go >= 0.25 ATR against their entry, 5 pull back > 3 ATR, before meeting
+  the criterion (the 05-12 17:00 and 11-13 11:00 onsets after 62 and 52 bars, 16.4 and 20.0 ATR up).
+- No SELL: of 99 SELL onsets, 96 go >= 0.25 ATR against the entry and 3 pull back > 3 ATR first (the
+  furthest, 06-15 06:00, after 25 bars and 6.1 ATR). Entering at any close where the filter holds, not
+  only at its onset, admits no other stretch either way.
+
+The 3 × ATR trade on TREND_BUY (R 36.8 pips) is never cut: 72 deep checks, HEALTHY throughout, no
+transition, one stop move (breakeven, 1.17534), open at the end at +207.3 pips:
+`test_a_trend_following_trade_on_a_steady_trend_is_never_cut`.
+
 The replay checks the criterion again on its own slice (with the engine's ATR at the open). A longest
-stretch starts at the trend's turn, as early as the 0.25 ATR margin allows, where the H1 score still reads
-the swing before it: the first two deep checks score <= -2, so HEALTHY -> WARNING_L1 (WEAK_TWICE) 1 to
-1.25 h after the entry, whose action (SPEC-engine.md "States and transitions") moves the stop to 0.3 R behind
-price. Neither 3 × ATR trade gets through uncut, so no test here asserts that a trend trade is never cut:
+stretch of the criterion alone (STEADY_BUY, STEADY_SELL) starts at the trend's turn, as early as the 0.25
+ATR margin allows, where the H1 score still reads the swing before it: the first two deep checks score <=
+-2, so HEALTHY -> WARNING_L1 (WEAK_TWICE) 1 to 1.25 h after the entry, whose action (SPEC-engine.md "States
+and transitions") moves the stop to 0.3 R behind price. Neither 3 × ATR trade opened at the turn gets
+through uncut (both asserted as behaviour):
 
 - BUY (R 35.7 pips): 05-11 13:15 first check -5.30 (adverse H1 structure, momentum, EMA alignment), 14:00
   escalated check -3.53 (adverse VWAP, EMA alignment): the tighten puts the stop at 1.08571, 3.8 pips over
@@ -58,12 +80,13 @@ breakeven, partial and trailing only, never the 0.3 R tighten."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -72,6 +95,7 @@ import pytest
 
 import dtms.calibration.setup
 from dtms.brokers.paper.replay import RecordedBar, ReplayFeed, load_bars
+from dtms.brokers.paper.symbols import DEFAULT_SYMBOLS
 from dtms.calibrate import OVERLAY, REPO, SAMPLE
 from dtms.calibration.run import Plan, levels
 from dtms.calibration.setup import load_settings, pipeline
@@ -87,7 +111,7 @@ from dtms.domain.enums import (
 )
 from dtms.domain.stops import round_volume_down
 from dtms.domain.trade import ActionRecord, Trade
-from dtms.market.indicators import Atr
+from dtms.market.indicators import Atr, Ema
 from dtms.store.journal import list_actions
 from dtms.store.trades import get_trade, insert_trade
 from tests.integration.test_defensive_scenarios import RecordingPaper
@@ -110,6 +134,10 @@ TREND_MIN_BARS = 72  # >= 3 trading days of H1 bars
 TREND_GAIN_ATR = 10.0  # the close of the stretch, in the trade's favour, × ATR(H1) at the open
 TREND_AGAINST_ATR = 0.25  # never this far against the entry, × ATR(H1) at the open
 TREND_PULLBACK_ATR = 3.0  # no retreat from the running extreme beyond this × ATR(H1) at the time
+# The trend-following entry (_trend_filter): the close beyond EMA50, EMA50 and EMA200 of H1 both sloping with
+# the trade over the last 9 bars (the score's ema_alignment pair and slope_bars, H1 under the overlay).
+ENTRY_EMAS = (50, 200)
+ENTRY_SLOPE_BARS = 9
 
 
 @dataclass(frozen=True)
@@ -127,6 +155,8 @@ class Stretch:
 # The longest stretch each way of the 2017 sample that meets _not_a_trend (the module doc):
 STEADY_BUY = Stretch(Direction.BUY, "2017-05-11T13:00:00+00:00", "2017-05-17T07:00:00+00:00")
 STEADY_SELL = Stretch(Direction.SELL, "2017-03-27T16:00:00+00:00", "2017-04-03T16:00:00+00:00")
+# The longest steady trend from a trend-following entry (_trend_following; no SELL in 2017):
+TREND_BUY = Stretch(Direction.BUY, "2017-11-22T14:00:00+00:00", "2017-11-27T14:00:00+00:00")
 # Picked by hand, each with a pullback of 5-6 ATR (not steady): the 1 × ATR trade's first-pullback exit.
 PULLBACK_BUY = Stretch(Direction.BUY, "2017-05-12T12:00:00+00:00", "2017-05-23T08:00:00+00:00", False)
 PULLBACK_SELL = Stretch(Direction.SELL, "2017-03-28T15:00:00+00:00", "2017-04-10T00:00:00+00:00", False)
@@ -232,18 +262,27 @@ class Shape:
     at_extreme: bool  # the last bar reaches the stretch's extreme
 
 
-def _shape(bars: list[RecordedBar], start: int, direction: Direction, spread: float) -> Shape:
-    """bars[start:] walked tick by tick in the replay's order (RecordedBar.path), bars[:start] warming ATR."""
+def _atrs(bars: list[RecordedBar]) -> list[float | None]:
+    """ATR(14) of H1 as the engine computes it (Wilder, dtms.market.indicators.Atr) at each bar's open."""
     atr, at = Atr(TREND_ATR_PERIOD), list[float | None]()
     for bar in bars:
         at.append(atr.value)
         atr.update(cast(Bar, bar))
+    return at
+
+
+def _shapes(
+    bars: list[RecordedBar], at: list[float | None], start: int, direction: Direction, spread: float
+) -> Iterator[Shape]:
+    """The Shape of bars[start : j + 1] for j = start, start + 1, ...: bars[start:] walked tick by tick in the
+    replay's order (RecordedBar.path), `at` their ATRs (_atrs)."""
     unit = at[start]
     assert unit is not None, "too few bars before the stretch for ATR(H1)"
     sign, ask = direction.sign, spread if direction is Direction.SELL else 0.0
     entry = bars[start].open + (spread if direction is Direction.BUY else 0.0)
     extreme = against = pullback = 0.0
-    for bar, bar_atr in zip(bars[start:], at[start:], strict=True):
+    for j in range(start, len(bars)):
+        bar, bar_atr = bars[j], at[j]
         assert bar_atr is not None
         top = 0.0
         for price in bar.path():
@@ -251,14 +290,20 @@ def _shape(bars: list[RecordedBar], start: int, direction: Direction, spread: fl
             extreme, top = max(extreme, x), max(top, x)
             against = max(against, -x / unit)
             pullback = max(pullback, (extreme - x) / bar_atr)
-    return Shape(
-        bars=len(bars) - start,
-        unit=unit,
-        gain=sign * (bars[-1].close + ask - entry) / unit,
-        against=against,
-        pullback=pullback,
-        at_extreme=top >= extreme,
-    )
+        yield Shape(
+            bars=j + 1 - start,
+            unit=unit,
+            gain=sign * (bar.close + ask - entry) / unit,
+            against=against,
+            pullback=pullback,
+            at_extreme=top >= extreme,
+        )
+
+
+def _shape(bars: list[RecordedBar], start: int, direction: Direction, spread: float) -> Shape:
+    """bars[start:] walked tick by tick in the replay's order, bars[:start] warming ATR."""
+    *_, shape = _shapes(bars, _atrs(bars), start, direction, spread)
+    return shape
 
 
 def _not_a_trend(bars: list[RecordedBar], start: int, direction: Direction, spread: float) -> str:
@@ -279,7 +324,11 @@ def _not_a_trend(bars: list[RecordedBar], start: int, direction: Direction, spre
 
     ATRs are ATR(14) as the engine computes it (Wilder, dtms.market.indicators.Atr) from the bars before:
     at the open for the gain and the adverse excursion, at the bar's open for a pullback."""
-    shape = _shape(bars, start, direction, spread)
+    return _why(_shape(bars, start, direction, spread))
+
+
+def _why(shape: Shape) -> str:
+    """Why a Shape is not a steady trend ('' when it is): _not_a_trend's criterion."""
     why = [
         f"lasts {shape.bars} H1 bars" if shape.bars < TREND_MIN_BARS else "",
         f"closes only {shape.gain:.1f} ATR in the trade's favour" if shape.gain < TREND_GAIN_ATR else "",
@@ -288,6 +337,60 @@ def _not_a_trend(bars: list[RecordedBar], start: int, direction: Direction, spre
         f"pulls back {shape.pullback:.1f} ATR" if shape.pullback > TREND_PULLBACK_ATR else "",
     ]
     return ", ".join(w for w in why if w)
+
+
+def _trend_filter(bars: list[RecordedBar]) -> list[Direction | None]:
+    """The trend-following filter at each bar's close (ENTRY_EMAS, ENTRY_SLOPE_BARS): the direction whose
+    trend is established there (the close beyond EMA50, EMA50 and EMA200 both sloping that way over the
+    last 9 bars), None when neither's is. EMAs as TA-Lib seeds them (dtms.market.indicators.Ema) over the
+    bars from bars[0]."""
+    fast, slow = Ema(ENTRY_EMAS[0]), Ema(ENTRY_EMAS[1])
+    e50, e200, out = list[float | None](), list[float | None](), list[Direction | None]()
+    for i, bar in enumerate(bars):
+        fast.update(cast(Bar, bar))
+        slow.update(cast(Bar, bar))
+        e50.append(fast.value)
+        e200.append(slow.value)
+        k, established = i - ENTRY_SLOPE_BARS, None
+        if k >= 0 and (f0 := e50[k]) is not None and (s0 := e200[k]) is not None:
+            f1, s1 = cast(float, e50[i]), cast(float, e200[i])
+            for direction in Direction:
+                sign = direction.sign
+                if sign * (bar.close - f1) > 0 and sign * (f1 - f0) > 0 and sign * (s1 - s0) > 0:
+                    established = direction
+        out.append(established)
+    return out
+
+
+def _iso(bar: RecordedBar) -> str:
+    return datetime.fromtimestamp(bar.time_ms / 1000, UTC).isoformat()
+
+
+@functools.cache
+def _trend_following() -> dict[Direction, list[tuple[Stretch, Shape]]]:
+    """Every trend-following entry of the 2017 sample (ENTRY_EMAS: the first close of a run of closes at
+    which the trend filter holds, the trade opened at the next bar's first tick) from which the bars make a
+    steady trend (_not_a_trend), each with the longest such stretch (it ends on the bar of its extreme).
+    Computed once per session from the CSV (a fraction of a second)."""
+    bars = load_bars(SAMPLE)
+    at, trend = _atrs(bars), _trend_filter(bars)
+    eurusd = DEFAULT_SYMBOLS[SYMBOL]
+    spread = eurusd.spread_points * eurusd.point
+    found: dict[Direction, list[tuple[Stretch, Shape]]] = {d: [] for d in Direction}
+    for close in range(WARM_BARS - 1, len(bars) - 1):
+        direction = trend[close]
+        if direction is None or trend[close - 1] is direction:
+            continue
+        entry, longest = close + 1, None
+        for shape in _shapes(bars, at, entry, direction, spread):
+            if shape.against >= TREND_AGAINST_ATR or shape.pullback > TREND_PULLBACK_ATR:
+                break  # for good: both only grow
+            if not _why(shape) and entry + shape.bars < len(bars):
+                longest = shape
+        if longest is not None:
+            stretch = Stretch(direction, _iso(bars[entry]), _iso(bars[entry + longest.bars]))
+            found[direction].append((stretch, longest))
+    return found
 
 
 def _for(call: tuple[Any, ...], ticket: int) -> bool:
@@ -538,3 +641,34 @@ async def test_warning_l2_halves_and_hedges_a_trend_trade_opened_at_its_turn(
     assert out.stored.state is TradeState.HEALTHY and out.stored.volume == pytest.approx(rest), out.summary()
     assert out.exit_reason == "" and out.pips > 0, out.summary()
     assert sign * (out.moves[-1] - out.entry) > 0, out.summary()
+
+
+def test_trend_following_entries_of_2017() -> None:
+    """The stretches are the criterion's: the longest steady trend from a trend-following BUY entry of the
+    2017 sample is TREND_BUY; no trend-following SELL entry starts one."""
+    found = _trend_following()
+    print({d.value: [(s.start, s.end, shape) for s, shape in found[d]] for d in Direction})
+    assert max(found[Direction.BUY], key=lambda f: f[1].bars)[0] == TREND_BUY
+    assert found[Direction.SELL] == []
+
+
+@pytest.mark.parametrize(("stretch", "stop_atr"), [(TREND_BUY, 3.0)], ids=_id)
+async def test_a_trend_following_trade_on_a_steady_trend_is_never_cut(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    stretch: Stretch,
+    stop_atr: float,
+) -> None:
+    """A trade moving steadily in its favour with ordinary noise is never cut, hedged or closed by DTMS: a
+    3 × ATR(H1) trade entered by the trend-following rule on the steady trend after it (TREND_BUY; 2017
+    has no SELL one) gets nothing but stop moves, each strictly tighter, the TP left alone; its persisted
+    state log never reaches WARNING_L2, HEDGED or CLOSED; it is open at the end, in profit, its stop too."""
+    out = await replayed(tmp_path_factory, monkeypatch, stretch, stop_atr)
+    _only_stops(out)
+    assert not (out.states | set(out.reached)) & CUTTING, out.summary()
+    assert out.stored.state not in CUTTING and out.stored.closed_reason is None, out.summary()
+    assert out.deep_checks >= TREND_MIN_BARS - 1, out.summary()  # checked all along, not just left alone
+    assert out.open_at_end and out.trade.active and out.exit_reason == "", out.summary()
+    assert out.stored.volume == pytest.approx(out.volume), out.summary()
+    assert out.pips >= TREND_GAIN_ATR * out.r / stop_atr, out.summary()  # the whole trend, 10 ATR or more
+    assert out.moves and out.sign * (out.moves[-1] - out.entry) > 0, out.summary()
