@@ -1,4 +1,4 @@
-"""The `dtms` command: serve, status, trade show, doctor, calibrate."""
+"""The `dtms` command: serve, status, pause, resume, trade show|disable, doctor, calibrate."""
 
 from __future__ import annotations
 
@@ -33,10 +33,14 @@ def _base_url(config: AppConfig) -> str:
 
 
 def _get(path: str) -> dict[str, Any]:
+    return _call("GET", path)
+
+
+def _call(method: str, path: str, **kw: Any) -> dict[str, Any]:
     config = _config()
     url = _base_url(config) + path
     try:
-        response = httpx.get(url, timeout=config.settings.timeout)
+        response = httpx.request(method, url, timeout=config.settings.timeout, **kw)
     except httpx.HTTPError as exc:
         err.print(f"[red]DTMS does not answer at {_base_url(config)}:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -77,6 +81,37 @@ def status() -> None:
     body = _get("/dtms/status")
     console.print(body["summary"])
     console.print_json(json.dumps(body["dtms_status"]))
+
+
+def _who() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+
+
+@app.command()
+def pause(reason: Annotated[str, typer.Option(help="why, for the journal")] = "") -> None:
+    """Stop every broker request of the running service (stops at the broker stay), until `dtms resume`."""
+    body = _call("POST", "/dtms/pause", json={"reason": reason, "requested_by": _who()})
+    console.print(f"{body['summary']} since {body['since']} (requested by {body['requested_by']})")
+
+
+@app.command()
+def resume(reason: Annotated[str, typer.Option(help="why, for the journal")] = "") -> None:
+    """Let the running service send again; what was held while paused is decided again."""
+    body = _call("POST", "/dtms/resume", json={"reason": reason, "requested_by": _who()})
+    held = len(body["settled"])
+    console.print(f"{body['summary']}" + (f": {held} held requests will be decided again" if held else ""))
+
+
+@trade_app.command("disable")
+def trade_disable(
+    ticket: int, reason: Annotated[str, typer.Option(help="why, for the journal")] = ""
+) -> None:
+    """Stop protecting a trade: the position stays open at the broker and is not adopted again."""
+    if ticket <= 0:
+        err.print("[red]ticket:[/red] must be a positive integer")
+        raise typer.Exit(2)
+    body = _call("DELETE", f"/dtms/trade/{ticket}", params={"reason": reason, "requested_by": _who()})
+    console.print(body["summary"])
 
 
 @trade_app.command("show")

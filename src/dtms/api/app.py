@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dtms import __version__
-from dtms.api import routes_dtms, routes_paper
+from dtms.api import routes_control, routes_dtms, routes_paper
 from dtms.api.errors import CorrelationIdMiddleware, install_error_handlers
 from dtms.config import AppConfig
 from dtms.guardian.runtime import BrokerFactory, Runtime
@@ -37,6 +37,7 @@ def create_app(
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(routes_dtms.router)
+    app.include_router(routes_control.router)
     if config.settings.broker == "paper":
         app.include_router(routes_paper.router)
     app.add_middleware(CorrelationIdMiddleware)

@@ -116,6 +116,7 @@ async def status(request: Request) -> dict[str, Any]:
         by_state[trade.state.value] = by_state.get(trade.state.value, 0) + 1
     leader = rt.leader
     engine = leader.engine if leader else None
+    pause = await rt.control.pause_state()
     return {
         "success": True,
         "summary": f"{rt.role.value}: {len(trades)} active trades",
@@ -132,7 +133,14 @@ async def status(request: Request) -> dict[str, Any]:
             "last_check": iso(engine.last_tick_market_ms) if engine else None,
             "market_time": iso(leader.market.now_ms()) if leader else None,
             "mode": rt.settings.mode,
-            "paused": False,
+            "paused": pause.paused,
+            "pause": {
+                "since": iso(pause.wall_ms),
+                "requested_by": pause.requested_by,
+                "reason": pause.reason,
+            }
+            if pause.paused
+            else None,
         },
     }
 

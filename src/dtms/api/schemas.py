@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dtms.brokers.paper.faults import FaultKind
-from dtms.domain.enums import Direction, RequestKind, TradeType
+from dtms.domain.enums import Direction, Owner, RequestKind, TradeType
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9._#-]{1,32}$"
 
@@ -75,6 +75,27 @@ class ExecuteBody(_Body):
     trade_type: TradeType = TradeType.INTRADAY
     comment: Annotated[str, Field(max_length=255, strict=True)] | None = None
     magic: Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)] | None = None
+
+
+Caller = Annotated[str, Field(min_length=1, max_length=64, strict=True)]
+Why = Annotated[str, Field(max_length=500, strict=True)]
+
+
+class ControlBody(BaseModel):
+    """POST /dtms/pause and /dtms/resume (the body is optional). Until API keys come, `requested_by` is
+    the caller's word for who asks (SPEC-api.md: with DTMS_AUTH=off, default `anonymous`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reason: Why = ""
+    requested_by: Caller = "anonymous"
+
+
+class HandoverBody(ControlBody):
+    """PUT /trade-registry/{ticket}: give the trade to another manager."""
+
+    managed_by: Owner = Field(description="dtms_manager or universal_sl_tp_manager")
+    strategy_type: Annotated[str, Field(min_length=1, max_length=64, strict=True)] | None = None
 
 
 class PaperPositionBody(_Body):

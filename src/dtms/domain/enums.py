@@ -80,12 +80,14 @@ class MarginMode(StrEnum):
 
 
 class ActionKind(StrEnum):
-    """The broker requests an action can make."""
+    """The broker requests an action can make, and CONTROL: an operator's decision journaled with them
+    that sends nothing (pause, resume, a hand-over, an upgrade, protection stopped or resumed)."""
 
     MODIFY_STOPS = "modify_stops"
     CLOSE = "close"
     OPEN = "open"
     CLOSE_BY = "close_by"
+    CONTROL = "control"
 
 
 class DealEntry(StrEnum):

@@ -30,6 +30,7 @@ log = structlog.get_logger("dtms.executor")
 T = TypeVar("T")
 
 MAX_FAILURES = 3
+PAUSED = "paused"  # the error of a request held back by POST /dtms/pause (journaled `waiting`)
 CLOSED_RETCODES = frozenset({MARKET_CLOSED, PRICE_OFF})
 FRESH_PRICE_RETRIES = 2
 
@@ -112,11 +113,16 @@ class Executor:
         broker_timeout: float,
         shadow: bool = False,
         rails: Rails | None = None,
+        paused: bool = False,
     ) -> None:
         self._db, self._broker, self._fence = db, broker, fence
         self._market, self._wall, self._events = market, wall, events
         self._timeout, self._shadow = broker_timeout, shadow
         self.rails = rails
+        self.paused = paused
+        """POST /dtms/pause: no broker request at all; each (ticket, reason) journaled `waiting` once."""
+        self._pause_holds: dict[tuple[int, str], int] = {}
+        self._sending = 0  # requests past the pause check and not yet answered
         self._failures: dict[tuple[int, str], int] = {}
         self.unsettled: set[int] = set()
         """Trades with an action whose outcome is unknown: nothing more is decided for them until
@@ -181,7 +187,10 @@ class Executor:
     ) -> Executed:
         """Journal (fenced), send once with the comment tag, record the outcome; `on_done` updates the trade
         before the outcome's commit. The tag is `tag` or `dtms:<action id>`. A safety rail may hold it
-        back first: journaled `blocked`, `waiting` or `skipped` with the rail's reason, nothing sent."""
+        back first: journaled `blocked`, `waiting` or `skipped` with the rail's reason, nothing sent; so
+        does the pause (`waiting`, "paused", before any rail reads the broker)."""
+        if self.paused:
+            return await self._pause_hold(trade, kind, reason, manager, request)
         held = await self._rails(trade, kind, reason, manager, request)
         if held is not None:
             return held
@@ -190,8 +199,16 @@ class Executor:
         if self._shadow:
             await self._record(action_id, JournalStatus.SKIPPED, None, "shadow", trade=None)
             return Executed(action_id, JournalStatus.SKIPPED, None)
+        if self.paused:  # paused while its row was journaled: it waits, unsent
+            self._pause_holds.setdefault((trade.ticket, reason), action_id)
+            await self._record(action_id, JournalStatus.WAITING, None, PAUSED, trade=None)
+            return Executed(action_id, JournalStatus.WAITING, None)
         comment = tag or f"dtms:{action_id}"
-        result = await self._send_retrying(lambda: call(comment))
+        self._sending += 1  # counted in the same step as the pause check: a pause waits for it
+        try:
+            result = await self._send_retrying(lambda: call(comment))
+        finally:
+            self._sending -= 1
         if self.rails is not None and result.retcode in CLOSED_RETCODES:
             self.rails.broker_closed(trade.symbol, self._market.now_ms(), self._wall.now_ms())
         status = _STATUS_OF[result.outcome]
@@ -240,6 +257,54 @@ class Executor:
             )
             self.rails.hold(trade, reason, verdict, action_id)
         return Executed(action_id, verdict.status, None)
+
+    async def _pause_hold(
+        self, trade: Trade, kind: ActionKind, reason: str, manager: str, request: dict[str, Any]
+    ) -> Executed:
+        """Paused: journal the request `waiting` ("paused") once per (ticket, reason); repeats return it."""
+        action_id = self._pause_holds.get((trade.ticket, reason))
+        if action_id is None:
+            action_id = await self.journal(
+                trade, kind, reason, JournalStatus.WAITING, manager, request, error=PAUSED
+            )
+            self._pause_holds[(trade.ticket, reason)] = action_id
+            log.warning("action_paused", ticket=trade.ticket, action=reason, action_id=action_id)
+            self._events.emit(
+                "action_waiting",
+                ticket=trade.ticket,
+                symbol=trade.symbol,
+                action=reason,
+                kind=kind.value,
+                action_id=action_id,
+                error=PAUSED,
+                market_ms=self._market.now_ms(),
+            )
+        return Executed(action_id, JournalStatus.WAITING, None)
+
+    def pause(self) -> None:
+        """Stop every broker request from now on (requests already sent are answered: see `drain`)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Send again; the paused rows are settled by the caller, and rules decide again."""
+        self.paused = False
+        self._pause_holds.clear()
+
+    def forget_holds(self, ticket: int) -> None:
+        """The trade is no longer guarded: its paused holds were settled with it."""
+        for key in [k for k in self._pause_holds if k[0] == ticket]:
+            del self._pause_holds[key]
+
+    def held_while_paused(self, ticket: int, reason: str, action_id: int) -> None:
+        """A paused row found in the journal at start: repeats of the same request return it."""
+        self._pause_holds.setdefault((ticket, reason), action_id)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no request is on its way to the broker (True), or `timeout` seconds (False)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._sending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return self._sending == 0
 
     async def _supersede(self, trade: Trade, reason: str, action_id: int) -> None:
         """A row the rails left waiting is settled once the same action is journaled again to be sent."""
@@ -402,7 +467,11 @@ class Executor:
         """Send an already-journaled open request (the service journals it with its idempotency record)."""
         if self._fence() is None:
             raise NoLease("this instance does not hold the account lease")
-        return await self._send(call)
+        self._sending += 1
+        try:
+            return await self._send(call)
+        finally:
+            self._sending -= 1
 
     async def _send_retrying(self, call: Callable[[], Awaitable[BrokerResult]]) -> BrokerResult:
         """Send; a requote or changed price is retried with the fresh price, at most twice, jittered."""

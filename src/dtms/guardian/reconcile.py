@@ -24,6 +24,7 @@ from dtms.managers.defensive import CUTS, RE_ADD_EPOCH
 from dtms.managers.fsm import Trigger, step
 from dtms.store.database import Database
 from dtms.store.journal import open_actions, update_action
+from dtms.store.tombstones import tombstoned_tickets
 from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
 
 log = structlog.get_logger("dtms.reconcile")
@@ -87,6 +88,7 @@ class Reconciler:
         self._flat_s = (engine.defence.cadence if engine.defence is not None else Cadence()).flat_timer_s
         self._passes: dict[int, int] = {}
         self._known: set[int] = set()
+        self._tombstones: set[int] = set()  # stopped on request: never adopted again until registered
         self.passes = 0
         self.last_pass_wall_ms: int | None = None
 
@@ -94,10 +96,17 @@ class Reconciler:
         """Read every stored trade; remember all tickets (closed ones too) and return the active ones."""
         trades: list[Trade] = await self._db.read(lambda conn: list_trades(conn, active_only=False))
         self._known = {t.ticket for t in trades}
+        self._tombstones = await self._db.read(tombstoned_tickets)
         return [t for t in trades if t.active]
 
     def remember(self, ticket: int) -> None:
+        """A registered ticket: known, and any tombstone of it lifted (the registration lifted it)."""
         self._known.add(ticket)
+        self._tombstones.discard(ticket)
+
+    def tombstone(self, ticket: int) -> None:
+        """Its protection was stopped on request: never adopt the position again."""
+        self._tombstones.add(ticket)
 
     async def pass_once(self) -> ReconcileReport:
         report = ReconcileReport()
@@ -131,9 +140,11 @@ class Reconciler:
             hedge = trade.hedge_ticket
             # "any -> position gone": close the hedge, if it is still open (both may go on one tick)
             if hedge is not None and defence is not None and await self._broker.position(hedge) is not None:
-                await defence.executor.close(
+                closing = await defence.executor.close(
                     trade, None, "close_hedge", "dtms_defensive", ticket=trade.hedge_ticket
                 )
+                if closing.status is JournalStatus.WAITING:  # paused or a rail: the next pass asks again
+                    return
             close_out(trade, reason, self._market.now_ms())
             await self._save(trade)
             self._engine.forget(trade.ticket)
@@ -202,6 +213,8 @@ class Reconciler:
         )
         done = await executor.modify_stops(trade, intent)
         trade.volume = position.volume
+        if done.status is JournalStatus.WAITING:  # held (paused, a rail): reported once by the hold
+            return True
         self._events.emit(
             reason,
             ticket=trade.ticket,
@@ -257,6 +270,8 @@ class Reconciler:
         now = self._market.now_ms()
         for position in positions.values():
             if position.ticket in self._known or position.comment.startswith(OWN_TAGS):
+                continue
+            if position.ticket in self._tombstones:
                 continue
             if self._adopt is AdoptPolicy.MAGIC and position.magic != self._magic:
                 continue

@@ -17,6 +17,7 @@ from dtms.brokers.base import Broker, BrokerUnavailable
 from dtms.config import AppConfig
 from dtms.domain.clock import MarketClock, WallClock
 from dtms.domain.events import EventSink
+from dtms.guardian.control import Control
 from dtms.guardian.engine import Engine
 from dtms.guardian.errors import NotLeader, NotReady
 from dtms.guardian.executor import Executor, Fence
@@ -90,6 +91,7 @@ class Runtime:
         self.leader: Leader | None = None
         self._recovery_fence: Fence | None = None
         self.service = DTMSService(self)
+        self.control = Control(self)
         self.started_wall_s = self.wall.monotonic()
         self.exit_code: int | None = None
         self._main: asyncio.Task[None] | None = None

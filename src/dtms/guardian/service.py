@@ -13,6 +13,7 @@ import structlog
 from dtms.domain.broker_types import Position, Tick
 from dtms.domain.enums import ActionKind, Direction, JournalStatus, Owner, TradeType
 from dtms.domain.trade import ActionRecord, Trade
+from dtms.guardian.control import register_over
 from dtms.guardian.errors import (
     BrokerError,
     Conflict,
@@ -21,12 +22,13 @@ from dtms.guardian.errors import (
     PositionNotFound,
     RailBlocked,
 )
-from dtms.guardian.executor import result_dict
+from dtms.guardian.executor import PAUSED, result_dict
 from dtms.guardian.views import trade_info
 from dtms.managers.rails import Verdict
 from dtms.store.idempotency import attach_action, begin_request, finish_request
 from dtms.store.journal import count_actions, insert_action, list_actions, update_action
-from dtms.store.trades import get_trade, insert_trade, list_trades, save_trade
+from dtms.store.tombstones import lift_tombstone
+from dtms.store.trades import get_trade, insert_trade, list_trades
 
 if TYPE_CHECKING:
     from dtms.guardian.runtime import Leader, Runtime
@@ -134,19 +136,20 @@ class DTMSService:
                     )
         tick = await leader.broker.tick(reg.symbol) if verified else None
         check_levels(reg.direction, tick, reg.stop_loss, reg.take_profit)
-        trade = self._new_trade(reg, position, verified, leader.market.now_ms())
+        market_ms = leader.market.now_ms()
+        trade = self._new_trade(reg, position, verified, market_ms)
         wall_ms = self._rt.wall.now_ms()
 
         def write(conn: Any) -> tuple[Trade, bool, bool]:
             if insert_trade(conn, trade, wall_ms):
+                lift_tombstone(conn, reg.ticket)
                 return trade, False, False
             stored = get_trade(conn, reg.ticket)
             assert stored is not None
-            if stored.adopted:
-                _upgrade(stored, reg)
-                save_trade(conn, stored, wall_ms)
-                return stored, False, True
-            return stored, True, False
+            over = register_over(
+                conn, leader.fence, stored, trade, lambda t: _upgrade(t, reg), market_ms, wall_ms
+            )
+            return (stored, True, False) if over is None else (over[0], False, over[1])
 
         result, already, upgraded = await self._rt.db.write(leader.fence.guard(write))
         if not already:
@@ -264,6 +267,12 @@ class DTMSService:
         if state == "blocked" and verdict is not None and rails is not None:
             rails.note(verdict, order.symbol, action_id, action="execute")
             raise RailBlocked(refusal, _rail_body(refusal, verdict, action_id)["details"])
+        if leader.executor.paused:  # checked in the same step as the send below: nothing goes out
+            message = "DTMS is paused (POST /dtms/resume to send again): no order is sent"
+            held: dict[str, Any] = {"paused": True, "action_id": action_id}
+            refused = {"error": "conflict", "message": message, "details": held}
+            await self.finish(leader, action_id, key, JournalStatus.SKIPPED, None, PAUSED, 409, refused)
+            raise Conflict(message, held)
         if self._rt.settings.mode == "shadow":
             message = "DTMS runs in shadow mode (DTMS_MODE=shadow): it decides and journals, sends nothing"
             details: dict[str, Any] = {"mode": "shadow", "action_id": action_id}

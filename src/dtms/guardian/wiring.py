@@ -19,6 +19,7 @@ from dtms.config import AppConfig, ConfigError
 from dtms.domain.broker_types import Position
 from dtms.domain.clock import MarketClock
 from dtms.domain.trade import ActionRecord
+from dtms.guardian.control import restore_pause
 from dtms.guardian.defence import Cadence, Defence
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Executor, Fence
@@ -56,6 +57,7 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         shadow=settings.mode == "shadow",
         rails=rails,
     )
+    await restore_pause(rt.db, executor)  # a restart while paused stays paused
     account = await broker.account()
     defence = Defence(
         broker,

@@ -175,3 +175,31 @@ def open_actions(conn: Connection) -> list[ActionRecord]:
         select(journal).where(journal.c.status.in_([s.value for s in OPEN_STATUSES])).order_by(journal.c.id)
     )
     return [_from_row(row) for row in conn.execute(query).mappings()]
+
+
+def settle_waiting(
+    conn: Connection,
+    status: JournalStatus | str,
+    error: str,
+    wall_ms: int,
+    *,
+    ticket: int | None = None,
+    held_by: str | None = None,
+) -> list[int]:
+    """Settle `waiting` rows (never sent) with a terminal status and the reason: those of one ticket,
+    and/or those held with the error `held_by` (e.g. "paused"). Returns their ids, oldest first."""
+    clauses: list[ColumnElement[bool]] = [journal.c.status == JournalStatus.WAITING.value]
+    if ticket is not None:
+        clauses.append(journal.c.ticket == ticket)
+    if held_by is not None:
+        clauses.append(journal.c.error == held_by)
+    ids = [
+        int(i) for i in conn.execute(select(journal.c.id).where(*clauses).order_by(journal.c.id)).scalars()
+    ]
+    if ids:
+        conn.execute(
+            journal.update()
+            .where(journal.c.id.in_(ids))
+            .values(status=JournalStatus(status).value, error=error, updated_wall_ms=wall_ms)
+        )
+    return ids

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
+
 from sqlalchemy import Connection, select
 
 from dtms.store.schema import market_clock, meta
 
 ACCOUNT_KEY = "account"
+PAUSE_KEY = "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """The pause switch (POST /dtms/pause, /dtms/resume): on, since when, by whom and why."""
+
+    paused: bool
+    wall_ms: int
+    requested_by: str
+    reason: str
+    action_id: int | None = None
 
 
 def get_meta(conn: Connection, key: str) -> str | None:
@@ -18,6 +33,18 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
     updated = conn.execute(meta.update().where(meta.c.key == key).values(value=value))
     if updated.rowcount == 0:
         conn.execute(meta.insert().values(key=key, value=value))
+
+
+def get_pause(conn: Connection) -> Pause:
+    """The stored pause switch; off when it was never set."""
+    raw = get_meta(conn, PAUSE_KEY)
+    if raw is None:
+        return Pause(False, 0, "", "")
+    return Pause(**json.loads(raw))
+
+
+def set_pause(conn: Connection, pause: Pause) -> None:
+    set_meta(conn, PAUSE_KEY, json.dumps(asdict(pause), sort_keys=True))
 
 
 def get_market_clock(conn: Connection, account: str) -> int:

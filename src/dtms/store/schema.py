@@ -134,3 +134,18 @@ market_clock = Table(
     Column("account", String, primary_key=True),
     Column("market_ms", BigInteger, nullable=False),
 )
+
+# A position DTMS was told to stop guarding (DELETE /dtms/trade/{ticket}): never adopted again until an
+# explicit registration lifts it (0004). No foreign key: the mark outlives whatever the trades table keeps.
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("ticket", BigId, primary_key=True, autoincrement=False),
+    Column("identifier", BigInteger, nullable=False),
+    Column("symbol", String, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("requested_by", String, nullable=False),
+    Column("action_id", BigInteger, nullable=True),
+    Column("market_ms", BigInteger, nullable=False),
+    Column("wall_ms", BigInteger, nullable=False),
+)

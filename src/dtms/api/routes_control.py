@@ -1,0 +1,100 @@
+"""Operator routes: pause and resume, the trade registry and its hand-over, stopping a trade's protection.
+Thin adapters over guardian/control.py (the CLI calls the same routes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from dtms.api.routes_dtms import TicketPath, runtime
+from dtms.api.schemas import Caller, ControlBody, HandoverBody, Why
+from dtms.guardian.control import Switched
+from dtms.guardian.views import iso, trade_info
+
+router = APIRouter()
+
+OptionalKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
+
+
+def _switched(switched: Switched, verb: str) -> dict[str, Any]:
+    pause = switched.pause
+    state = "paused" if pause.paused else "running"
+    return {
+        "success": True,
+        "summary": f"{state}" if switched.changed else f"already {state}",
+        "paused": pause.paused,
+        "changed": switched.changed,
+        "since": iso(pause.wall_ms),
+        "requested_by": pause.requested_by,
+        "reason": pause.reason,
+        "action_id": pause.action_id,
+        "settled": switched.settled,
+        **({"in_flight_answered": switched.drained} if verb == "pause" else {}),
+    }
+
+
+@router.post(
+    "/dtms/pause",
+    summary="Stop every broker request (persisted, journaled); stops at the broker stay",
+    operation_id="pause",
+)
+async def pause(request: Request, body: ControlBody | None = None) -> dict[str, Any]:
+    asked = body or ControlBody()
+    switched = await runtime(request).control.pause(asked.reason, asked.requested_by)
+    return _switched(switched, "pause")
+
+
+@router.post(
+    "/dtms/resume",
+    summary="Send again; requests held while paused are skipped and decided again",
+    operation_id="resume",
+)
+async def resume(request: Request, body: ControlBody | None = None) -> dict[str, Any]:
+    asked = body or ControlBody()
+    switched = await runtime(request).control.resume(asked.reason, asked.requested_by)
+    return _switched(switched, "resume")
+
+
+@router.get("/trade-registry/{ticket}", summary="Who manages a trade", operation_id="get_registry")
+async def get_registry(ticket: TicketPath, request: Request) -> dict[str, Any]:
+    entry = await runtime(request).control.registry(ticket)
+    return entry.to_dict()
+
+
+@router.put(
+    "/trade-registry/{ticket}", summary="Hand a trade over to another manager", operation_id="hand_over"
+)
+async def hand_over(ticket: TicketPath, body: HandoverBody, request: Request) -> dict[str, Any]:
+    rt = runtime(request)
+    trade, changed = await rt.control.hand_over(
+        ticket, body.managed_by, body.strategy_type, body.reason, body.requested_by
+    )
+    entry = await rt.control.registry(ticket)
+    return {
+        "success": True,
+        "summary": f"#{ticket} is managed by {trade.managed_by.value}" + ("" if changed else " (unchanged)"),
+        "changed": changed,
+        **entry.to_dict(),
+    }
+
+
+@router.delete(
+    "/dtms/trade/{ticket}",
+    summary="Stop protecting a trade (the position stays open; it is not adopted again)",
+    operation_id="disable_trade",
+)
+async def disable_trade(
+    ticket: TicketPath,
+    request: Request,
+    idempotency_key: OptionalKey = None,
+    reason: Annotated[Why, Query()] = "",
+    requested_by: Annotated[Caller, Query()] = "anonymous",
+) -> JSONResponse:
+    rt = runtime(request)
+    code, answer = await rt.control.disable(ticket, reason, requested_by, idempotency_key)
+    trade = await rt.service.trade(ticket)
+    if trade is not None:
+        answer = {**answer, "trade_info": trade_info(trade)}
+    return JSONResponse(status_code=code, content=answer)
