@@ -46,6 +46,8 @@ class Trade:
     # The last deep-check scores, oldest first (a ring of SCORE_RING): doubles in one array, 8 bytes a
     # score where a list of floats costs 32 (10,000 trades hold a million of them).
     score_history: array[float] = field(default_factory=lambda: array("d"))
+    # The strategy-trailing manager's rules for this trade (StrategyRules.to_dict()), resolved once.
+    strategy_rules: dict[str, Any] | None = None
 
     def record_score(self, total: float, keep: int) -> None:
         """Append a deep check's score to the ring, dropping the oldest beyond `keep`."""

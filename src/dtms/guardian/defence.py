@@ -319,7 +319,7 @@ class Defence:
         ref_price: float | None = None
         ok = True
         for decision in plan(trade, move, snap, self.actions):
-            executed = await self._execute(trade, decision)
+            executed = await self._execute(trade, decision, move.to)
             ok = ok and (executed is None or self._accepted(trade, decision, executed))
             if (
                 isinstance(decision, Intent)
@@ -357,7 +357,7 @@ class Defence:
             return True
         return False
 
-    async def _execute(self, trade: Trade, decision: Intent | Skip) -> Executed | None:
+    async def _execute(self, trade: Trade, decision: Intent | Skip, entering: TradeState) -> Executed | None:
         ex = self.executor
         if isinstance(decision, Skip):
             await ex.journal(
@@ -370,7 +370,7 @@ class Defence:
                 error=decision.detail,
             )
             return None
-        why = may_act(trade, MANAGER)
+        why = may_act(trade, MANAGER, entering)
         if why is not None:
             request = {"sl": decision.sl, "tp": decision.tp, "volume": decision.volume}
             action_id = await ex.journal(

@@ -20,8 +20,9 @@ from dtms.domain.trade import Trade
 from dtms.guardian.arbiter import Arbiter, Proposal
 from dtms.guardian.defence import CheckMemo, Defence, symbol_class
 from dtms.guardian.executor import Executor, NoLease
-from dtms.managers import exits
+from dtms.managers import exits, trailing
 from dtms.managers.fsm import Trigger
+from dtms.managers.trailing import StrategyRules
 from dtms.market.view import MarketView
 from dtms.store.database import Database, StoreUnavailable
 from dtms.store.journal import FencedOut
@@ -90,7 +91,8 @@ class Engine:
         self._exit_rules = config.exit_rules_by_type()
         self._views: dict[str, MarketView] = {}  # without a Defence: bars for the exit rules' ATRs
         self.arbiter = Arbiter(executor, events, self.save)
-        self.strategies: StrategyProposer | None = None  # the strategy-trailing manager's proposals
+        self.strategies: StrategyProposer | None = self._trail  # the strategy-trailing manager's proposals
+        self._strategy_rules: dict[int, StrategyRules] = {}
         self.ticks_seen = 0
         self._clock_saved_wall_ms = 0
         self.last_tick_market_ms: int | None = None
@@ -111,6 +113,8 @@ class Engine:
 
     def forget(self, ticket: int) -> None:
         trade = self.trades.pop(ticket, None)
+        self._strategy_rules.pop(ticket, None)
+        self.arbiter.forget(ticket)
         if trade is not None:
             self._by_symbol[trade.symbol].pop(ticket, None)
 
@@ -220,6 +224,29 @@ class Engine:
         if trade.managed_by is Owner.STRATEGY and self.strategies is not None:
             out += self.strategies(trade, view, tick, info, now, position)
         return out
+
+    def _trail(
+        self, trade: Trade, view: MarketView, tick: Tick, info: SymbolInfo, now: int, _: Position | None
+    ) -> list[Proposal]:
+        return [
+            (trailing.MANAGER, p)
+            for p in trailing.propose(trade, self.rules_of(trade), view, tick, info, now)
+        ]
+
+    def rules_of(self, trade: Trade) -> StrategyRules:
+        """The trade's strategy rules: as stored with it, else resolved now from its strategy_type and the
+        configuration and stored with its next save (an unknown name maps to default_standard, logged)."""
+        rules = self._strategy_rules.get(trade.ticket)
+        if rules is None:
+            if trade.strategy_rules is not None:
+                rules = StrategyRules.from_dict(trade.strategy_rules)
+            else:
+                rules, notice = trailing.resolve_rules(trade.strategy_type or "", trade.symbol, self._config)
+                if notice is not None:
+                    log.info("strategy_unknown", ticket=trade.ticket, notice=notice)
+                trade.strategy_rules = rules.to_dict()
+            self._strategy_rules[trade.ticket] = rules
+        return rules
 
     async def evaluate(self, trade: Trade, tick: Tick, batch: TickPass | None = None) -> None:
         """Ask the managers about one trade; decide again under its lock with the position re-read.

@@ -54,14 +54,17 @@ def _is_owner(trade: Trade, manager: str) -> bool:
     return manager == _owner_name(trade)
 
 
-def may_act(trade: Trade, manager: str) -> str | None:
-    """None when the manager's intents may apply to the trade now, else why not (the deferral reason)."""
-    return _rank(trade, manager)[1]
+def may_act(trade: Trade, manager: str, entering: TradeState | None = None) -> str | None:
+    """None when the manager's intents may apply to the trade now, else why not (the deferral reason).
+    `entering`: the state a defensive step's actions lead into (the L2 cut belongs to WARNING_L2)."""
+    return _rank(trade, manager, entering)[1]
 
 
-def _rank(trade: Trade, manager: str) -> tuple[int | None, str | None]:
+def _rank(trade: Trade, manager: str, entering: TradeState | None = None) -> tuple[int | None, str | None]:
     """The manager's rank on this trade, or None and why it may not act on it now."""
     state = trade.state
+    if manager == DEFENSIVE and entering in DEFENSIVE_STATES:
+        return _DEFENSIVE, None
     if state in DEFENSIVE_STATES:
         if manager == DEFENSIVE:
             return _DEFENSIVE, None

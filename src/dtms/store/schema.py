@@ -80,6 +80,8 @@ registry = Table(
     Column("breakeven_triggered", Boolean, nullable=False),
     Column("strategy_type", String, nullable=True),
     Column("adopted", Boolean, nullable=False),
+    # StrategyRules.to_dict() of a strategy-owned trade, resolved once (0005)
+    Column("strategy_rules", JSON, nullable=True),
 )
 
 journal = Table(

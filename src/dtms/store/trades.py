@@ -73,6 +73,7 @@ def _registry_values(trade: Trade) -> dict[str, Any]:
         "breakeven_triggered": trade.breakeven_triggered,
         "strategy_type": trade.strategy_type,
         "adopted": trade.adopted,
+        "strategy_rules": trade.strategy_rules,
     }
 
 
@@ -96,6 +97,7 @@ def _from_row(row: RowMapping) -> Trade:
         epoch=row["epoch"],
         managed_by=Owner(row["managed_by"]),
         strategy_type=row["strategy_type"],
+        strategy_rules=row["strategy_rules"],
         trade_type=TradeType(row["trade_type"]),
         breakeven_triggered=bool(row["breakeven_triggered"]),
         adopted=bool(row["adopted"]),
@@ -122,6 +124,7 @@ _SELECT = select(
     registry.c.breakeven_triggered,
     registry.c.strategy_type,
     registry.c.adopted,
+    registry.c.strategy_rules,
 ).select_from(trades.join(registry, registry.c.ticket == trades.c.ticket))
 
 

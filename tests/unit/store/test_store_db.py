@@ -85,7 +85,7 @@ def test_migrate_twice_matches_metadata(engine: Engine) -> None:
     with engine.connect() as conn:
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
-    assert head == "0004"
+    assert head == "0005"
 
 
 def test_upgrade_from_0001_keeps_trades_and_fills_the_new_column(tmp_path: Path) -> None:
