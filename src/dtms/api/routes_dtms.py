@@ -8,10 +8,11 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from dtms.api.errors import envelope
-from dtms.api.schemas import ExecuteBody, TradeEnableBody
+from dtms.api.schemas import ExecuteBody, IntentBody, TradeEnableBody
 from dtms.domain.enums import JournalStatus, TradeState
 from dtms.domain.trade import ActionRecord
 from dtms.guardian.errors import NotFound
+from dtms.guardian.intents import IntentRequest
 from dtms.guardian.runtime import Role, Runtime
 from dtms.guardian.service import ExecuteOrder, Registration
 from dtms.guardian.views import iso, trade_info
@@ -189,6 +190,27 @@ async def actions(
 async def execute(body: ExecuteBody, request: Request, idempotency_key: IdempotencyKey) -> JSONResponse:
     rt = runtime(request)
     code, answer = await rt.service.execute(ExecuteOrder(**body.model_dump()), idempotency_key)
+    if code >= 400:
+        answer = {**answer, "correlation_id": request.state.correlation_id}
+    return JSONResponse(status_code=code, content=answer)
+
+
+@router.post(
+    "/dtms/trade/{ticket}/intent",
+    summary="An outside manager asks for a change, through the arbiter",
+    operation_id="submit_intent",
+)
+async def submit_intent(
+    ticket: TicketPath, body: IntentBody, request: Request, idempotency_key: IdempotencyKey
+) -> JSONResponse:
+    """200 applied with the broker's answer, or 409 `conflict` with the arbiter's reason (a defensive
+    state, another owner, a looser stop); a repeat with the same Idempotency-Key answers the first."""
+    rt = runtime(request)
+    value = body.value
+    if body.kind == "modify_tp" and value == 0:
+        value = None  # MT5's "no take-profit"
+    req = IntentRequest(body.kind, value, body.volume, body.requested_by, body.reason)
+    code, answer = await rt.intents.submit(ticket, req, idempotency_key)
     if code >= 400:
         answer = {**answer, "correlation_id": request.state.correlation_id}
     return JSONResponse(status_code=code, content=answer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -79,6 +79,19 @@ class ExecuteBody(_Body):
 
 Caller = Annotated[str, Field(min_length=1, max_length=64, strict=True)]
 Why = Annotated[str, Field(max_length=500, strict=True)]
+
+
+class IntentBody(BaseModel):
+    """POST /dtms/trade/{ticket}/intent: an outside manager's request for one position. `value` is the
+    new stop (modify_sl) or take-profit (modify_tp, 0 clears it); `volume` the part to close."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["modify_sl", "modify_tp", "partial_close", "close"]
+    value: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)] | None = None
+    volume: Volume | None = None
+    requested_by: Caller = "anonymous"
+    reason: Annotated[str, Field(min_length=1, max_length=64, strict=True)] | None = None
 
 
 class ControlBody(BaseModel):

@@ -143,8 +143,10 @@ class Executor:
         requested_by: str,
         request: dict[str, Any],
         error: str | None = None,
+        linked: Callable[[Any, int], None] | None = None,
     ) -> int:
-        """Write one fenced journal row for this trade, keyed identifier:reason:epoch:seq; return its id."""
+        """Write one fenced journal row for this trade, keyed identifier:reason:epoch:seq; return its id.
+        `linked` runs in the same commit with the row's id (an outside request's key is linked to it)."""
         fence = self.current_fence()
         market_ms, wall_ms = self._market.now_ms(), self._wall.now_ms()
 
@@ -169,6 +171,8 @@ class Executor:
             )
             if error is not None:
                 update_action(conn, action_id, status.value, error=error, wall_ms=wall_ms)
+            if linked is not None:
+                linked(conn, action_id)
             return action_id
 
         return await self._db.write(write)
@@ -184,6 +188,7 @@ class Executor:
         *,
         tag: str | None = None,
         on_done: Callable[[BrokerResult], None] | None = None,
+        linked: Callable[[Any, int], None] | None = None,
     ) -> Executed:
         """Journal (fenced), send once with the comment tag, record the outcome; `on_done` updates the trade
         before the outcome's commit. The tag is `tag` or `dtms:<action id>`. A safety rail may hold it
@@ -194,7 +199,9 @@ class Executor:
         held = await self._rails(trade, kind, reason, manager, request)
         if held is not None:
             return held
-        action_id = await self.journal(trade, kind, reason, JournalStatus.PENDING, manager, request)
+        action_id = await self.journal(
+            trade, kind, reason, JournalStatus.PENDING, manager, request, linked=linked
+        )
         await self._supersede(trade, reason, action_id)
         if self._shadow:
             await self._record(action_id, JournalStatus.SKIPPED, None, "shadow", trade=None)
@@ -316,12 +323,16 @@ class Executor:
             error = f"superseded by action {action_id}, sent once the rail let it through"
             await self._record(waited, JournalStatus.SKIPPED, None, error, trade=None)
 
-    async def apply(self, trade: Trade, intent: Intent) -> Executed:
-        """Send a manager's stop change or close as the arbiter let it through."""
+    async def apply(
+        self, trade: Trade, intent: Intent, linked: Callable[[Any, int], None] | None = None
+    ) -> Executed:
+        """Send a manager's stop change or close as the arbiter let it through; `linked` as in journal."""
         if intent.kind is ActionKind.MODIFY_STOPS:
-            return await self.modify_stops(trade, intent)
+            return await self.modify_stops(trade, intent, linked=linked)
         if intent.kind is ActionKind.CLOSE:
-            return await self.close(trade, intent.volume, intent.reason, intent.manager, intent=intent)
+            return await self.close(
+                trade, intent.volume, intent.reason, intent.manager, intent=intent, linked=linked
+            )
         raise ValueError(f"the arbiter sends stop changes and closes, not {intent.kind.value}")
 
     def _mark(self, trade: Trade, intent: Intent | None) -> None:
@@ -334,7 +345,9 @@ class Executor:
         if (timer := intent.details.get("timer")) is not None:
             trade.timers[str(timer)] = self._market.now_ms()
 
-    async def modify_stops(self, trade: Trade, intent: Intent) -> Executed:
+    async def modify_stops(
+        self, trade: Trade, intent: Intent, linked: Callable[[Any, int], None] | None = None
+    ) -> Executed:
         """One stop/TP change; on DONE the trade's levels follow (and breakeven is marked done)."""
 
         def done(_: BrokerResult) -> None:
@@ -351,6 +364,7 @@ class Executor:
             {"sl": intent.sl, "tp": intent.tp, **intent.details},
             lambda _comment: self._broker.modify_stops(trade.ticket, intent.sl, intent.tp),
             on_done=done,
+            linked=linked,
         )
 
     async def close(
@@ -363,6 +377,7 @@ class Executor:
         ticket: int | None = None,
         cut: bool = False,
         intent: Intent | None = None,
+        linked: Callable[[Any, int], None] | None = None,
     ) -> Executed:
         """Close the trade's position (or `volume` of it), or another of its positions (`ticket`, e.g. its
         hedge); on DONE the trade follows (volume reduced, or the hedge forgotten). `cut`: a defensive
@@ -383,6 +398,7 @@ class Executor:
             {"ticket": target, "volume": volume},
             lambda comment: self._broker.close(target, volume, comment, trade.magic),
             on_done=done,
+            linked=linked,
         )
 
     async def open_hedge(self, trade: Trade, volume: float, sl: float | None, manager: str) -> Executed:

@@ -21,6 +21,7 @@ from dtms.guardian.control import Control
 from dtms.guardian.engine import Engine
 from dtms.guardian.errors import NotLeader, NotReady
 from dtms.guardian.executor import Executor, Fence
+from dtms.guardian.intents import Intents
 from dtms.guardian.reconcile import Reconciler
 from dtms.guardian.service import DTMSService
 from dtms.logs import LoggingEventSink
@@ -91,6 +92,7 @@ class Runtime:
         self.leader: Leader | None = None
         self._recovery_fence: Fence | None = None
         self.service = DTMSService(self)
+        self.intents = Intents(self)
         self.control = Control(self)
         self.started_wall_s = self.wall.monotonic()
         self.exit_code: int | None = None

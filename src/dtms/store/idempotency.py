@@ -102,6 +102,11 @@ def attach_action(conn: Connection, key: str, action_id: int) -> None:
         raise RequestNotFound(f"no idempotency record for key {key!r}")
 
 
+def forget_request(conn: Connection, key: str) -> None:
+    """Drop a request's record: it ended before anything was journaled, so a repeat may act afresh."""
+    conn.execute(delete(idempotency).where(idempotency.c.key == key))
+
+
 def list_in_progress(conn: Connection) -> list[IdempotencyRecord]:
     """Requests left in progress (e.g. by a crash), oldest first, for reconciliation at start."""
     query = (
