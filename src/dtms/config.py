@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -74,9 +75,14 @@ class Settings(BaseSettings):
     enable_metrics: bool = True
     rate_limit_enabled: bool = True
     log_format: Literal["json", "console"] = "json"
-    alert_telegram_token: str | None = None
+    alert_telegram_token: SecretStr | None = None
     alert_telegram_chat: str | None = None
-    alert_discord_webhook: str | None = None
+    alert_discord_webhook: SecretStr | None = None
+    alert_throttle_s: float = Field(300.0, ge=0, description="wall seconds between alerts of one key")
+    alert_rate_per_min: float = Field(20.0, gt=0, description="alerts a minute per channel, after a burst")
+    alert_burst: int = Field(5, ge=1)
+    alert_queue_size: int = Field(100, ge=1, description="alerts waiting per channel; more are dropped")
+    alert_timeout: float = Field(10.0, gt=0, description="seconds per attempt to post an alert")
     paper_feed: str = "synthetic"
     paper_speed: str = "1"
     paper_seed: int = 0
@@ -118,6 +124,20 @@ class Settings(BaseSettings):
                 )
             if self.mt5_bridge_port is None:
                 raise ValueError("DTMS_MT5_BRIDGE_PORT is required with DTMS_MT5_BRIDGE_HOST")
+        return self
+
+    @field_validator("alert_telegram_token", "alert_telegram_chat", "alert_discord_webhook", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _alerts(self) -> Settings:
+        if (self.alert_telegram_token is None) != (self.alert_telegram_chat is None):
+            raise ValueError("DTMS_ALERT_TELEGRAM_TOKEN and DTMS_ALERT_TELEGRAM_CHAT go together")
+        webhook = self.alert_discord_webhook
+        if webhook is not None and not webhook.get_secret_value().startswith("https://"):
+            raise ValueError("DTMS_ALERT_DISCORD_WEBHOOK must be an https:// webhook URL")
         return self
 
     @property
