@@ -178,6 +178,11 @@ class Settings(BaseSettings):
         return None if self.paper_speed == "max" else float(self.paper_speed)
 
 
+TRAILING_TIMEFRAMES = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.M30, Timeframe.H1)
+"""The timeframes a trailing rule may read (a strategy's, the intelligent exits'): those the market view
+keeps bars of."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -191,14 +196,27 @@ class ExitRules(_Strict):
     partial_size_pct: float = Field(gt=0, le=100)
     trailing_atr: float = Field(gt=0)
     trailing_trend_fail_factor: float = Field(4 / 3, ge=1, description="× trailing_atr, EMA gate failed")
-    trailing_trend_slope_bars: int = Field(9, ge=1, description="M30 bars the EMA50/200 slopes span")
+    trailing_trend_slope_bars: int = Field(9, ge=1, description="bars the EMA50/200 slopes span")
     trailing_min_move_pct: float = Field(0.05, ge=0, description="% of price a trailing step must gain")
-    widening_atr: float = Field(1.5, gt=0, description="× ATR(M15) from entry, × (1 + excess)")
+    widening_atr: float = Field(1.5, gt=0, description="× ATR(widening_timeframe) from entry, × (1 + excess)")
     widening_excess_cap: float = Field(1.0, ge=0)
     widening_cap_r: float = Field(1.5, gt=0, description="farthest widened stop from entry, × R")
     widening_atr_ratio_threshold: float = Field(1.3, gt=0, description="ATR ratio above which to widen")
     widening_index_symbol: str | None = Field(None, min_length=1, description="a VIX-like index symbol")
     widening_index_threshold: float | None = Field(None, gt=0)
+    trailing_timeframe: Timeframe = Field(
+        Timeframe.M30, description="the trail's ATR and EMA50/200 trend gate (M30 by the spec)"
+    )
+    widening_timeframe: Timeframe = Field(
+        Timeframe.M15, description="the widening's ATR and ATR ratio (M15 by the spec)"
+    )
+
+    @field_validator("trailing_timeframe", "widening_timeframe")
+    @classmethod
+    def _kept(cls, value: Timeframe) -> Timeframe:
+        if value not in TRAILING_TIMEFRAMES:
+            raise ValueError(f"must be one of {', '.join(TRAILING_TIMEFRAMES)} (the market view's windows)")
+        return value
 
     @model_validator(mode="after")
     def _index(self) -> ExitRules:
@@ -321,9 +339,6 @@ class RailsConfig(_Strict):
     margin_level_alert_pct: float = Field(150.0, gt=0)
     watch_interval_s: float = Field(10.0, gt=0, description="wall seconds between rail sweeps (alerts)")
 
-
-TRAILING_TIMEFRAMES = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.M30, Timeframe.H1)
-"""The timeframes a strategy may trail on: those the market view keeps bars of."""
 
 _STRATEGY_DEFAULTS: dict[Strategy, dict[str, Any]] = {
     Strategy.BREAKOUT_IB_VOLATILITY_TRAP: {

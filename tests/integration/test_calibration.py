@@ -1,13 +1,17 @@
 """`dtms calibrate --quick` end to end (the real engine, reconciliation and two paper brokers on the
-shipped EURUSD H1 data): the report's structure, and its accounting checked against the raw deals; and
-the defensive ATR timeframes seam that puts R's floor and stop distances on H1 for such a replay."""
+shipped EURUSD H1 data): the report's structure, and its accounting checked against the raw deals; the
+defensive ATR timeframes seam that puts R's floor and stop distances on H1 for such a replay; and the
+overlay's intelligent-exit timeframes."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +22,20 @@ import dtms.calibrate
 from dtms.brokers.paper.symbols import DEFAULT_SYMBOLS
 from dtms.calibration.report import LIVE_STATES, deal_money
 from dtms.calibration.run import END_COMMENT, Plan, Side
-from dtms.calibration.setup import Settings
+from dtms.calibration.setup import OverlayError, Settings, load_settings
 from dtms.calibration.sides import Run
 from dtms.cli import app
+from dtms.config import load_config
 from dtms.domain.broker_types import Tick
-from dtms.domain.enums import DealEntry, Direction, JournalStatus, MarginMode, Timeframe, TradeState
+from dtms.domain.enums import (
+    DealEntry,
+    Direction,
+    JournalStatus,
+    MarginMode,
+    Timeframe,
+    TradeState,
+    TradeType,
+)
 from dtms.domain.events import CollectingSink
 from dtms.domain.trade import Intent, Trade
 from dtms.guardian.defence import Defence, Frames
@@ -60,6 +73,7 @@ def test_the_report_has_every_part(quick: tuple[Any, str, dict[str, Any], Run]) 
     code, text, report, _ = quick
     for part in ("replay_h1.json", "signals on H1", "share of trade-time", "Actions done", "with DTMS"):
         assert part in text
+    assert "intelligent exits' trailing H1 and widening H1" in text
     for part in ("without DTMS", "worst trade", "max drawdown", "Accounting", "Targets"):
         assert part in text
     assert all(state.value in text for state in LIVE_STATES)
@@ -136,3 +150,57 @@ async def test_defensive_atrs_come_from_the_configured_timeframes(frames: Frames
     assert await defence.apply(trade, move, Trigger.WEAK_TWICE, tick, DEFAULT_SYMBOLS["EURUSD"], view, None)
     assert stops.sent == [pytest.approx(1.10000 - distance)]
     assert Frames() == Frames(Timeframe.M15, Timeframe.M5, Timeframe.M5)
+
+
+@pytest.fixture
+def shipped_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DTMS_CONFIG", str(dtms.calibrate.REPO / "config" / "dtms_config.json"))
+
+
+@pytest.mark.usefixtures("shipped_config")
+def test_the_overlay_puts_the_intelligent_exits_on_h1() -> None:
+    """config/replay_h1.json maps the exits' trailing (ATR and EMA gate) and widening (ATR and ATR ratio)
+    to H1 for every trade type; everything else in the rules is the engine config's, which keeps M30/M15."""
+    base = load_config().engine
+    settings = load_settings(dtms.calibrate.OVERLAY)
+    rules, live = settings.engine.exit_rules_by_type(), base.exit_rules_by_type()
+    assert set(rules) == set(TradeType)
+    for kind, rule in rules.items():
+        assert (rule.trailing_timeframe, rule.widening_timeframe) == (Timeframe.H1, Timeframe.H1)
+        assert (live[kind].trailing_timeframe, live[kind].widening_timeframe) == (
+            Timeframe.M30,
+            Timeframe.M15,
+        )
+        assert replace(rule, trailing_timeframe=Timeframe.M30, widening_timeframe=Timeframe.M15) == live[kind]
+    assert settings.engine.model_copy(update={"intelligent_exits": base.intelligent_exits}) == base
+
+
+@pytest.mark.usefixtures("shipped_config")
+def test_an_overlay_without_exit_timeframes_keeps_the_engine_configs(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.json"
+    overlay.write_text(json.dumps({"timeframe": "H1", "intelligent_exits": {"trailing_timeframe": "M15"}}))
+    rules = load_settings(overlay).engine.exit_rules_by_type()
+    assert {(r.trailing_timeframe, r.widening_timeframe) for r in rules.values()} == {
+        (Timeframe.M15, Timeframe.M15)
+    }
+    overlay.write_text(json.dumps({"timeframe": "H1"}))
+    assert load_settings(overlay).engine == load_config().engine
+
+
+@pytest.mark.usefixtures("shipped_config")
+@pytest.mark.parametrize(
+    ("exits", "message"),
+    [
+        ({"trailing_timeframe": "M2"}, "intelligent_exits.trailing_timeframe: Input should be"),
+        ({"trailing_timeframe": "H4"}, "intelligent_exits.trailing_timeframe: .*market view's windows"),
+        ({"widening_timeframe": 60}, "intelligent_exits.widening_timeframe"),
+        ({"trailing_atr": 2.0}, "unknown key 'intelligent_exits.trailing_atr'"),  # only the timeframes
+        ({"INTRADAY": {"trailing_timeframe": "H1"}}, "unknown key 'intelligent_exits.INTRADAY'"),
+        (["H1"], "intelligent_exits: expected an object"),
+    ],
+)
+def test_bad_exit_timeframes_in_the_overlay_are_named(tmp_path: Path, exits: Any, message: str) -> None:
+    overlay = tmp_path / "overlay.json"
+    overlay.write_text(json.dumps({"timeframe": "H1", "intelligent_exits": exits}))
+    with pytest.raises(OverlayError, match=re.escape(str(overlay)) + ": " + message):
+        load_settings(overlay)

@@ -11,9 +11,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from dtms.brokers.paper.book import Book
 from dtms.brokers.paper.broker import PaperBroker
-from dtms.config import EngineConfig, load_config
+from dtms.config import EngineConfig, ExitRules, load_config
 from dtms.domain.broker_types import Position
 from dtms.domain.clock import MarketClock, WallClock
 from dtms.domain.enums import AdoptPolicy, MarginMode, Timeframe
@@ -28,7 +30,9 @@ from dtms.market.config import ScoreConfig, ScoreConfigError
 from dtms.store.database import Database
 from dtms.store.lease import make_lease
 
-OVERLAY_KEYS = {"$comment", "timeframe", "signal_score", "frames", "cadence"}
+OVERLAY_KEYS = {"$comment", "timeframe", "signal_score", "frames", "cadence", "intelligent_exits"}
+EXIT_TIMEFRAME_KEYS = ("trailing_timeframe", "widening_timeframe")
+"""The overlay's `intelligent_exits` keys: set on every trade type's rule of the engine config."""
 
 
 class OverlayError(ValueError):
@@ -90,6 +94,26 @@ def _frames(data: Mapping[str, Any], default: Timeframe) -> Frames:
     return replace(base, **{k: _timeframe(v, f"frames.{k}") for k, v in data.items()})
 
 
+def _exits(engine: EngineConfig, data: Any) -> EngineConfig:
+    """The engine config with the overlay's exit timeframes on every trade type's intelligent-exit rule,
+    validated as the config file's keys are; keys the overlay leaves out keep the engine config's."""
+    if not isinstance(data, Mapping):
+        raise OverlayError(f"intelligent_exits: expected an object, not {data!r}")
+    unknown = set(data) - set(EXIT_TIMEFRAME_KEYS)
+    if unknown:
+        raise OverlayError(f"unknown key 'intelligent_exits.{sorted(unknown)[0]}'")
+    try:
+        rules = {
+            kind: ExitRules.model_validate(rule.model_dump() | dict(data))
+            for kind, rule in engine.intelligent_exits.items()
+        }
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        raise OverlayError(f"intelligent_exits.{key}: {error['msg']} (not {error['input']!r})") from None
+    return engine.model_copy(update={"intelligent_exits": rules})
+
+
 def load_settings(overlay: Path) -> Settings:
     """The service's engine config (DTMS_CONFIG, default config/dtms_config.json) under the overlay."""
     config = load_config()
@@ -108,6 +132,7 @@ def load_settings(overlay: Path) -> Settings:
         score = ScoreConfig.from_dict(_merge(engine.signal_score, data.get("signal_score", {})))
         cadence = _cadence(data.get("cadence", {}), engine.recovery.re_add)
         frames = _frames(data.get("frames", {}), tf)
+        engine = _exits(engine, data.get("intelligent_exits", {}))
     except (OverlayError, ScoreConfigError) as exc:
         raise OverlayError(f"{overlay}: {exc}") from exc
     return Settings(

@@ -45,6 +45,14 @@ def _money_rows(a: Outcome, b: Outcome) -> list[str]:
     return out
 
 
+def _exit_frames(settings: Settings, key: str) -> str:
+    """The intelligent exits' timeframe `key` (trailing_timeframe, widening_timeframe): one, or per type."""
+    by_type = {t.value: str(getattr(r, key)) for t, r in settings.engine.intelligent_exits.items()}
+    if len(set(by_type.values())) == 1:
+        return next(iter(by_type.values()))
+    return "(" + ", ".join(f"{t} {tf}" for t, tf in by_type.items()) + ")"
+
+
 def render(report: Report, plan: Plan, settings: Settings) -> str:
     """The whole report; every line is a fact about this run."""
     c, r, f, score = settings.cadence, report, settings.frames, settings.score
@@ -56,7 +64,9 @@ def render(report: Report, plan: Plan, settings: Settings) -> str:
         f"{_show(settings.overlay)}",
         f"Replay of {settings.timeframe} data: signals on {signals}, regime on {score.regime_timeframe}, "
         f"ATR for R and hedge stops {f.risk_atr}, for stop distances {f.stop_atr}, recovery structure "
-        f"{f.recovery_structure}; deep check every {c.deep_interval_s:g} s, cool-down {c.cool_down_s:g} s, "
+        f"{f.recovery_structure}, intelligent exits' trailing {_exit_frames(settings, 'trailing_timeframe')} "
+        f"and widening {_exit_frames(settings, 'widening_timeframe')}; deep check every "
+        f"{c.deep_interval_s:g} s, cool-down {c.cool_down_s:g} s, "
         f"flat timer {c.flat_timer_s:g} s, recovery timer {c.recovery_timer_s:g} s",
         f"Data replayed: {_day(r.first_ms)} to {_day(r.last_ms)} UTC",
         f"Trades: {r.trades:,}: a BUY and a SELL at the open of every {plan.every_bars}th bar once the score "

@@ -27,6 +27,8 @@ from dtms.domain.stops import (
 )
 from dtms.domain.trade import Intent, Trade
 from dtms.market.config import EmaAlignmentConfig
+from dtms.market.frame import Series
+from dtms.market.regime import atr_ratio
 from dtms.market.signals import ema_alignment
 from dtms.market.view import MarketView
 
@@ -56,16 +58,18 @@ class ExitRule:
     breakeven: BreakevenRule
     partial_at_tp_fraction: float
     partial_size_pct: float
-    trailing_atr: float  # × ATR(M30) behind price
-    trailing_trend_fail_factor: float = 4 / 3  # on trailing_atr when EMA50/EMA200 (M30) do not both agree
+    trailing_atr: float  # × ATR(trailing_timeframe) behind price
+    trailing_trend_fail_factor: float = 4 / 3  # on trailing_atr when EMA50/EMA200 do not both agree
     trailing_trend_slope_bars: int = 9
     trailing_min_move_pct: float = 0.05  # % of price a trailing step must improve the stop by
-    widening_atr: float = 1.5  # × ATR(M15) from entry, × (1 + excess)
+    widening_atr: float = 1.5  # × ATR(widening_timeframe) from entry, × (1 + excess)
     widening_excess_cap: float = 1.0
     widening_cap_r: float = 1.5  # the widened stop is never farther than this × R from entry
     widening_atr_ratio_threshold: float = 1.3  # the index when no index symbol is configured
     widening_index_symbol: str | None = None  # a VIX-like symbol whose value the caller passes in
     widening_index_threshold: float | None = None
+    trailing_timeframe: Timeframe = Timeframe.M30  # the trail's ATR and its EMA50/EMA200 trend gate
+    widening_timeframe: Timeframe = Timeframe.M15  # the widening's ATR and ATR ratio, R's ATR floor
 
 
 def _default(trigger_r: float, tp_fraction: float, size_pct: float, trailing_atr: float) -> ExitRule:
@@ -212,10 +216,13 @@ def partial_exit(
     )
 
 
-def trend_gate(view: MarketView, direction: Direction, slope_bars: int) -> bool:
-    """EMA50 and EMA200 on M30 both slope with the trade over `slope_bars` closed bars (the score's
-    ema_alignment reading); False when either does not, or while they are not known."""
-    reading = ema_alignment(view.frame(Timeframe.M30), direction, EmaAlignmentConfig(slope_bars))
+def trend_gate(
+    view: MarketView, direction: Direction, slope_bars: int, timeframe: Timeframe = Timeframe.M30
+) -> bool:
+    """EMA50 and EMA200 on `timeframe` (the rule's trailing_timeframe, M30 by the spec) both slope with the
+    trade over `slope_bars` closed bars (the score's ema_alignment reading); False when either does not,
+    or while they are not known."""
+    reading = ema_alignment(view.frame(timeframe), direction, EmaAlignmentConfig(slope_bars))
     return reading.has_data and reading.raw > 0
 
 
@@ -228,15 +235,16 @@ def trailing(
     current_tp: float | None,
     rule: ExitRule,
 ) -> Intent | Skip | None:
-    """After breakeven: price − k × ATR(M30) (BUY; mirrored), k = trailing_atr, × the trend-fail factor
-    when the EMA gate fails; made valid, and proposed only when it tightens the stop by at least
-    trailing_min_move_pct of price."""
+    """After breakeven: price − k × ATR(M30) (BUY; mirrored; M30 is the rule's trailing_timeframe), k =
+    trailing_atr, × the trend-fail factor when the EMA gate fails; made valid, and proposed only when it
+    tightens the stop by at least trailing_min_move_pct of price."""
     if not trade.breakeven_triggered or not trade.active:
         return None
-    atr = view.indicators(Timeframe.M30).atr.value
+    tf = rule.trailing_timeframe
+    atr = view.indicators(tf).atr.value
     if atr is None:
         return None
-    gate = trend_gate(view, trade.direction, rule.trailing_trend_slope_bars)
+    gate = trend_gate(view, trade.direction, rule.trailing_trend_slope_bars, tf)
     k = rule.trailing_atr * (1.0 if gate else rule.trailing_trend_fail_factor)
     sign = trade.direction.sign
     price = tick.trigger_price(trade.direction)
@@ -256,7 +264,14 @@ def trailing(
         "trailing",
         sl=sl,
         tp=current_tp,
-        details={"atr_m30": atr, "k": k, "trend_gate": gate, "price": price, "min_move": min_move},
+        details={
+            "atr": atr,
+            "timeframe": tf.value,
+            "k": k,
+            "trend_gate": gate,
+            "price": price,
+            "min_move": min_move,
+        },
     )
 
 
@@ -290,10 +305,11 @@ def widening(
 ) -> Intent | Skip | None:
     """The one capped loosening: in HEALTHY, before breakeven is due or done, never after a DTMS
     tightening, when the rails allow it, and once per trade. When the volatility index (the configured
-    index's value if given, else the view's ATR ratio) exceeds its threshold, the stop goes to entry ∓
+    index's value if given, else the ATR ratio of M15) exceeds its threshold, the stop goes to entry ∓
     widening_atr × ATR(M15) × (1 + excess), excess = index / threshold − 1 capped at widening_excess_cap,
     no farther from entry than widening_cap_r × R, and only when that is looser than the current stop and
-    a valid stop. Rounded towards price, so the cap holds on the tick grid."""
+    a valid stop. Rounded towards price, so the cap holds on the tick grid. M15 is the rule's
+    widening_timeframe."""
     if (
         not rails_allow_widening
         or trade.state is not TradeState.HEALTHY
@@ -303,16 +319,18 @@ def widening(
         or breakeven_due(trade, tick, rule.breakeven)
     ):
         return None
+    tf = rule.widening_timeframe
+    indicators = view.indicators(tf)
     if volatility_index is not None:
         if rule.widening_index_threshold is None:
             raise ValueError("a volatility index value was given but no widening_index_threshold is set")
         index, threshold = volatility_index, rule.widening_index_threshold
     else:
-        ratio = view.regime(now_ms).atr_ratio
+        ratio = atr_ratio(indicators.atr.value, indicators.series(Series.ATR))  # the regime's reading
         if ratio is None:
             return None
         index, threshold = ratio, rule.widening_atr_ratio_threshold
-    atr = view.indicators(Timeframe.M15).atr.value
+    atr = indicators.atr.value
     if index <= threshold or atr is None:
         return None
     excess = min(index / threshold - 1, rule.widening_excess_cap)
@@ -344,7 +362,8 @@ def widening(
             "index": index,
             "threshold": threshold,
             "excess": excess,
-            "atr_m15": atr,
+            "atr": atr,
+            "timeframe": tf.value,
             "risk": risk,
             "from_sl": current_sl,
             MARK: WIDENED,

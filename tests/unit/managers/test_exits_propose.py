@@ -27,7 +27,7 @@ from tests.unit.managers.test_exits_kit import (
 )
 
 from dtms.config import ConfigError, EngineConfig, load_config
-from dtms.domain.enums import ActionKind, Direction, TradeState, TradeType
+from dtms.domain.enums import ActionKind, Direction, Timeframe, TradeState, TradeType
 from dtms.domain.stops import is_tighter, stop_within_limits
 from dtms.domain.trade import Intent
 from dtms.managers.exits import DEFAULT_RULES, PARTIAL_DONE, WIDENED, WIDENING, Skip, propose
@@ -75,6 +75,8 @@ def test_shipped_config_and_defaults_are_the_spec_table() -> None:
         1.5,
     )
     assert intraday.trailing_trend_fail_factor == 4 / 3 and intraday.widening_cap_r == 1.5
+    for rule in DEFAULT_RULES.values():  # the spec's ATR(M30) trail and EMA gate, ATR(M15) widening
+        assert (rule.trailing_timeframe, rule.widening_timeframe) == (Timeframe.M30, Timeframe.M15)
 
 
 def _load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scalp: dict[str, Any]) -> EngineConfig:
@@ -99,9 +101,14 @@ def test_config_values_reach_the_rule(tmp_path: Path, monkeypatch: pytest.Monkey
             "widening_index_symbol": "VIX",
             "widening_index_threshold": 25,
             "trailing_min_move_pct": 0.1,
+            "trailing_timeframe": "H1",
+            "widening_timeframe": "M5",
         },
     )
     rule = engine.exit_rules_by_type()[TradeType.SCALP]
+    assert (rule.trailing_timeframe, rule.widening_timeframe) == (Timeframe.H1, Timeframe.M5)
+    intraday = engine.exit_rules_by_type()[TradeType.INTRADAY]  # not given: the defaults
+    assert (intraday.trailing_timeframe, intraday.widening_timeframe) == (Timeframe.M30, Timeframe.M15)
     assert rule.widening_cap_r == 2.0 and rule.widening_index_symbol == "VIX"
     assert rule.widening_index_threshold == 25 and rule.trailing_min_move_pct == 0.1
     assert rule.breakeven.default_risk_pct == engine.risk.default_risk_pct
@@ -114,12 +121,21 @@ def test_config_values_reach_the_rule(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"widening_index_symbol": "VIX"}, "go together"),
         ({"widening_cap_r": 0}, "intelligent_exits.SCALP.widening_cap_r"),
         ({"trailing_trend_fail_factor": 0.5}, "intelligent_exits.SCALP.trailing_trend_fail_factor"),
+        ({"trailing_timeframe": "M2"}, "intelligent_exits.SCALP.trailing_timeframe"),  # not a timeframe
+        ({"trailing_timeframe": "m30"}, "intelligent_exits.SCALP.trailing_timeframe"),
+        ({"trailing_timeframe": 30}, "intelligent_exits.SCALP.trailing_timeframe"),
+        (
+            {"trailing_timeframe": "H4"},
+            "intelligent_exits.SCALP.trailing_timeframe: .*market view",
+        ),  # no bars
+        ({"widening_timeframe": "D1"}, "intelligent_exits.SCALP.widening_timeframe: .*market view"),
+        ({"widening_timeframe": None}, "intelligent_exits.SCALP.widening_timeframe"),
     ],
 )
 def test_bad_exit_keys_are_load_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scalp: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace(r"\.*", ".*")):
         _load(tmp_path, monkeypatch, scalp)
 
 

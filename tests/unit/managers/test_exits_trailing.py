@@ -18,7 +18,7 @@ from tests.unit.managers.test_exits_kit import (
     view_of,
 )
 
-from dtms.domain.enums import Direction, TradeType
+from dtms.domain.enums import Direction, Timeframe, TradeType
 from dtms.domain.trade import Intent, Trade
 from dtms.managers.exits import DEFAULT_RULES, MANAGER, propose, trailing, trend_gate
 from dtms.market.frame import Series
@@ -28,6 +28,7 @@ DIRECTIONS = list(Direction)
 STEP, WICK = 0.0001, 0.000373  # every M30 true range is STEP + WICK = 0.000473: ATR(M30) = 0.000473
 N = 230  # EMA200 exists from the 200th close; its slope over 9 bars needs 209 closes
 PRICE = 0.004  # the quote: 40 pips in the trade's favour (BUY bid 1.10400, SELL ask 1.09600)
+H1 = Timeframe.H1
 
 
 def trend_view(direction: Direction, with_trade: bool) -> MarketView:
@@ -82,7 +83,32 @@ def test_trailing_distance_with_and_without_the_trend_gate(
     assert intent.sl == (buy if direction is Direction.BUY else sell)
     assert intent.details["trend_gate"] is gate
     assert intent.details["k"] == pytest.approx(k)
-    assert intent.details["atr_m30"] == pytest.approx(STEP + WICK)
+    assert intent.details["atr"] == pytest.approx(STEP + WICK) and intent.details["timeframe"] == "M30"
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_trailing_reads_the_configured_timeframe(direction: Direction) -> None:
+    """trailing_timeframe H1 (an H1 replay): the trail's ATR and EMA gate come from H1, not M30. H1 trends
+    with the trade with true ranges of 2 × (STEP + WICK) = 0.000946, M30 against it with 0.000473: with
+    the gate on H1, INTRADAY k 1.5, 1.5 × 0.000946 = 0.001419 from 1.10400 (BUY) is 1.102581 -> 1.10258,
+    from 1.09600 (SELL) 1.097419 -> 1.09742 (rounded away from price). Read on M30 it would be the trend-
+    failed k 2.0 × 0.000473 = 0.000946: 1.10305 / 1.09695."""
+    up = 1 if direction is Direction.BUY else -1
+    view = view_of(m30=trend_bars(M30, [-up] * N, STEP, WICK))
+    view.seed(H1, trend_bars(H1, [up] * N, 2 * STEP, 2 * WICK))
+    assert trend_gate(view, direction, 9) is False and trend_gate(view, direction, 9, H1) is True
+    trade, tick = be_trade(direction), quote(direction, at(direction, PRICE))
+    m30_rule = DEFAULT_RULES[TradeType.INTRADAY]
+    h1_rule = replace(m30_rule, trailing_timeframe=H1)
+    on_m30 = trailing(trade, view, tick, EURUSD, trade.stop_loss, None, m30_rule)
+    on_h1 = trailing(trade, view, tick, EURUSD, trade.stop_loss, None, h1_rule)
+    assert isinstance(on_m30, Intent) and isinstance(on_h1, Intent)
+    assert on_m30.sl == (1.10305 if direction is Direction.BUY else 1.09695)
+    assert on_h1.sl == (1.10258 if direction is Direction.BUY else 1.09742)
+    assert on_h1.details["timeframe"] == "H1" and on_h1.details["trend_gate"] is True
+    assert on_h1.details["atr"] == pytest.approx(2 * (STEP + WICK)) and on_h1.details["k"] == 1.5
+    # nothing on the configured timeframe: no trail, whatever M30 holds
+    assert trailing(trade, trend_view(direction, True), tick, EURUSD, trade.stop_loss, None, h1_rule) is None
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)

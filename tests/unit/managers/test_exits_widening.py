@@ -22,11 +22,13 @@ from tests.unit.managers.test_exits_kit import (
     view_of,
 )
 
-from dtms.domain.enums import Direction, TradeState, TradeType
+from dtms.domain.enums import Direction, Timeframe, TradeState, TradeType
 from dtms.domain.trade import Intent, Trade
 from dtms.managers.arbitration import WIDENING as ARBITER_WIDENING
 from dtms.managers.arbitration import rule as arbitrate
 from dtms.managers.exits import DEFAULT_RULES, MANAGER, MARK, WIDENED, WIDENING, Skip, propose, widening
+from dtms.market.frame import Series
+from dtms.market.regime import atr_ratio
 from dtms.market.view import MarketView
 
 DIRECTIONS = list(Direction)
@@ -39,6 +41,7 @@ RULES = {
     ),
 }
 AGAINST = -0.0001  # the quote: 1 pip against the trade, far from the 0.3 R breakeven trigger
+H1 = Timeframe.H1
 
 
 def calm_view() -> MarketView:
@@ -116,6 +119,34 @@ def test_widening_on_the_atr_ratio_without_an_index(direction: Direction) -> Non
     grid = math.ceil(raw * 1e5 - 1e-6) if direction is Direction.BUY else math.floor(raw * 1e5 + 1e-6)
     assert intent.sl == pytest.approx(grid / 1e5, abs=1e-9)
     assert intent.details["threshold"] == 1.3
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_widening_reads_the_configured_timeframe(direction: Direction) -> None:
+    """widening_timeframe H1 (an H1 replay): the ATR ratio and the ATR of the distance come from H1. M15
+    is calm (ratio 1: no widening on the default rule); H1 has the ATR-ratio test's bars, so the same
+    widening as there, on H1's ATR and ratio."""
+    calm = flat_bars(M15, 100, 0.0005)
+    h1 = flat_bars(H1, 100, 0.0005) + flat_bars(H1, 105, 0.002)[100:]
+    view = view_of(m15=calm)
+    view.seed(H1, h1)
+    ind = view.indicators(H1)
+    ratio, atr = atr_ratio(ind.atr.value, ind.series(Series.ATR)), ind.atr.value
+    assert ratio is not None and ratio > 1.3 and atr is not None and view.regime(NOW).atr_ratio == 1.0
+    trade = make_trade(direction, sl_offset=-0.004)
+    tick = quote(direction, at(direction, AGAINST))
+    rule = DEFAULT_RULES[TradeType.INTRADAY]
+    assert (
+        widening(trade, view, tick, EURUSD, NOW, trade.stop_loss, None, rule, rails_allow_widening=True)
+        is None
+    )
+    on_h1 = replace(rule, widening_timeframe=H1)
+    intent = widening(trade, view, tick, EURUSD, NOW, trade.stop_loss, None, on_h1, rails_allow_widening=True)
+    assert isinstance(intent, Intent) and intent.details["timeframe"] == "H1"
+    assert intent.details["atr"] == atr and intent.details["index"] == ratio
+    raw = ENTRY - direction.sign * 1.5 * atr * (1 + min(ratio / 1.3 - 1, 1.0))
+    grid = math.ceil(raw * 1e5 - 1e-6) if direction is Direction.BUY else math.floor(raw * 1e5 + 1e-6)
+    assert intent.sl == pytest.approx(grid / 1e5, abs=1e-9)
 
 
 def _state(t: Trade) -> None:
