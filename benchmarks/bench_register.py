@@ -11,7 +11,9 @@ httpx.AsyncClient and C requests in flight (default 16) measures:
 
 and prints registrations/health throughput. Health and registration bursts alternate over a few rounds so
 that drift on a shared machine hits both alike. The reconciliation interval is the service's default
-(10 s), not the e2e helper's 0.5 s. The load generator and the server share the machine's cores.
+(10 s), not the e2e helper's 0.5 s. The load generator and the server share the machine's cores. The
+helper's server has a test API key (sent with every request) and rate limits far above this load
+(SPEC-api.md: a benchmark that needs more than 10/s says so in its setup).
 
     .venv/bin/python benchmarks/bench_register.py           # ~10 s
     .venv/bin/python benchmarks/bench_register.py --quick   # ~5 s
@@ -124,7 +126,9 @@ async def run_load(
     Returns the combined health and registration results and each round's registrations/health ratio.
     """
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=server.url, timeout=30, limits=limits, headers=server.headers
+    ) as client:
         warm, measured = tickets[:WARMUP], tickets[WARMUP:]
         await measure("warm-up", client, [health_call] * WARMUP, concurrency, health_ok)
         await measure("warm-up", client, [register_call(t) for t in warm], concurrency, registered_ok)

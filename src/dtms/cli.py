@@ -37,16 +37,25 @@ def _get(path: str) -> dict[str, Any]:
 
 
 def _call(method: str, path: str, **kw: Any) -> dict[str, Any]:
+    """Call the running service with the local key (DTMS_API_KEY, else the key generated in DTMS_HOME)."""
+    from dtms.keys import HEADER, key_file, local_key
+
     config = _config()
     url = _base_url(config) + path
+    key = local_key(config.settings)
+    headers = {HEADER: key} if key else {}
     try:
-        response = httpx.request(method, url, timeout=config.settings.timeout, **kw)
+        response = httpx.request(method, url, timeout=config.settings.timeout, headers=headers, **kw)
     except httpx.HTTPError as exc:
         err.print(f"[red]DTMS does not answer at {_base_url(config)}:[/red] {exc}")
         raise typer.Exit(1) from exc
     body: dict[str, Any] = response.json()
     if response.status_code >= 400:
         err.print(f"[red]{response.status_code} {body.get('error')}:[/red] {body.get('message')}")
+        if response.status_code == 401:
+            where = "DTMS_API_KEY" if config.settings.api_key else f"{key_file(config.settings.home)}"
+            hint = "set DTMS_API_KEY, or DTMS_HOME to the service's data directory"
+            err.print(f"the key was read from {where}" if key else f"no key: {where} does not exist; {hint}")
         raise typer.Exit(1)
     return body
 
@@ -72,7 +81,12 @@ def serve(
     config = _config()
     from dtms.runner import run_server
 
-    raise typer.Exit(run_server(config))
+    try:
+        code = run_server(config)
+    except ConfigError as exc:  # the keys file, read when the app is built
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -127,7 +141,7 @@ def trade_show(ticket: int) -> None:
 
 @app.command()
 def doctor() -> None:
-    """Check config, store, broker, port and lease, and say in plain words what is wrong."""
+    """Check config, store, broker, port, lease and key, and say in plain words what is wrong."""
     from dtms.doctor import run_checks
 
     try:

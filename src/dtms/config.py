@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -30,6 +31,17 @@ from dtms.market.regime import Session
 
 KNOWN_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "US30")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+MIN_KEY_LENGTH = 16
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: an address only this machine reaches."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(Exception):
@@ -74,6 +86,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     enable_metrics: bool = True
     rate_limit_enabled: bool = True
+    rate_limit_write_per_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    rate_limit_write_burst: int = Field(100, ge=1)
+    rate_limit_query_per_s: float = Field(30.0, gt=0, allow_inf_nan=False)
+    rate_limit_query_burst: int = Field(200, ge=1)
     log_format: Literal["json", "console"] = "json"
     alert_telegram_token: SecretStr | None = None
     alert_telegram_chat: str | None = None
@@ -113,6 +129,41 @@ class Settings(BaseSettings):
         if not math.isfinite(hours) or abs(hours) > 14:
             raise ValueError("must be 'auto' or hours between -14 and 14")
         return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if len(value) < MIN_KEY_LENGTH or value != value.strip():
+            raise ValueError(
+                f"must be at least {MIN_KEY_LENGTH} characters without surrounding spaces (a short key is "
+                "guessed); leave it unset and DTMS generates one on first start"
+            )
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r}: each origin is '*' or scheme://host[:port], comma-separated")
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins CORS allows; empty: CORS off (no Access-Control-* header is sent)."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @model_validator(mode="after")
+    def _auth_off_on_loopback(self) -> Settings:
+        if self.auth == "off" and not is_loopback(self.api_host):
+            raise ValueError(
+                f"DTMS_AUTH=off is refused on DTMS_API_HOST={self.api_host}: without keys the service may "
+                "only listen on a loopback address (127.0.0.1, ::1 or localhost); set DTMS_API_KEY, "
+                "DTMS_API_KEYS_FILE or neither (a key is generated on first start) instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _mt5(self) -> Settings:

@@ -1,4 +1,4 @@
-"""`dtms doctor`: checks store, broker, port and lease, each with a verdict in plain words."""
+"""`dtms doctor`: checks store, broker, port, lease and key, each with a verdict in plain words."""
 
 from __future__ import annotations
 
@@ -22,7 +22,30 @@ def run_checks(config: AppConfig) -> list[Check]:
     account, store = _store(config)
     checks = [store, _broker(config), _port(config)]
     checks.append(_lease(config, account))
+    checks.append(_key(config))
     return checks
+
+
+def _key(config: AppConfig) -> Check:
+    """Where the API key comes from, and that a generated key's file is private (SPEC-api.md Security)."""
+    from dtms.config import ConfigError
+    from dtms.keys import configured_keys, key_file
+
+    settings = config.settings
+    if settings.auth == "off":
+        return ("key", True, "DTMS_AUTH=off: no key is asked (allowed on a loopback address only)")
+    try:
+        keys = configured_keys(settings)
+    except ConfigError as exc:
+        return ("key", False, str(exc))
+    if keys:
+        return ("key", True, f"{len(keys)} configured key(s): {', '.join(k.name for k in keys)}")
+    path = key_file(settings.home)
+    if not path.exists():
+        return ("key", True, f"no key configured: one will be generated at first start in {path}")
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        return ("key", False, f"{path} is readable by other users; run chmod 600 {path}")
+    return ("key", True, f"the generated key in {path} (the CLI reads it there)")
 
 
 def _store(config: AppConfig) -> tuple[str | None, Check]:

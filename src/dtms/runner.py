@@ -8,7 +8,23 @@ from rich.console import Console
 from dtms.api.app import create_app
 from dtms.config import AppConfig
 from dtms.guardian.wiring import make_broker
+from dtms.keys import HEADER, KeySetup
 from dtms.logs import configure_logging
+
+
+def _key_line(keys: KeySetup) -> str:
+    """Where the key comes from; the generated key itself only at the start that made it."""
+    if keys.keyring is None:
+        return "authentication OFF (DTMS_AUTH=off, loopback only): no key is asked"
+    if keys.generated is not None:
+        return (
+            f"API key (generated; stored in {keys.key_path} with mode 0600, read from there by the CLI "
+            f"and the client; send it as {HEADER}): {keys.generated}"
+        )
+    if keys.key_path is not None:
+        return f"API key: the one in {keys.key_path} (send it as {HEADER})"
+    names = ", ".join(keys.keyring.names)
+    return f"API keys from {' and '.join(keys.sources)}: {names} (send one as {HEADER})"
 
 
 def run_server(config: AppConfig) -> int:
@@ -34,11 +50,12 @@ def run_server(config: AppConfig) -> int:
             timeout_graceful_shutdown=5,
         )
     )
-    out = Console(stderr=True)
+    out = Console(stderr=True, soft_wrap=True)
     out.print(
         f"DTMS on http://{settings.api_host}:{settings.api_port}  (broker: {settings.broker}, "
         f"feed: {settings.paper_feed}, data: {settings.home.resolve()}, store: {settings.database_url})"
     )
+    out.print(_key_line(app.state.gate.keys), highlight=False)
     server.run()
     if codes:
         return codes[0]

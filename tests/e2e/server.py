@@ -16,6 +16,15 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+TEST_KEY = "dtms_e2e-test-key-with-every-scope"
+"""DTMS_API_KEY of the servers these helpers start (named `operator`, every scope); the helpers send it."""
+GENEROUS_RATES = {
+    # Far above what a test or benchmark sends (SPEC-api.md: tests that need more say so in their setup).
+    "DTMS_RATE_LIMIT_WRITE_PER_S": "100000",
+    "DTMS_RATE_LIMIT_WRITE_BURST": "100000",
+    "DTMS_RATE_LIMIT_QUERY_PER_S": "100000",
+    "DTMS_RATE_LIMIT_QUERY_BURST": "100000",
+}
 
 
 def free_port() -> int:
@@ -61,8 +70,16 @@ class Server:
         )
         return self
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The key header: DTMS_API_KEY of the server's environment, else the key it generated."""
+        key = self.env.get("DTMS_API_KEY") or ""
+        if not key and (self.home / "api_key").is_file():
+            key = (self.home / "api_key").read_text().strip()
+        return {"X-API-Key": key} if key else {}
+
     def client(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=self.headers)
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         with self.client() as c:
@@ -114,6 +131,8 @@ def server_env(home: Path, port: int, **overrides: str) -> dict[str, str]:
         DTMS_RECONCILE_INTERVAL="0.5",
         DTMS_STARTUP_TIMEOUT="10",
         DTMS_PAPER_SEED="7",
+        DTMS_API_KEY=TEST_KEY,
+        **GENEROUS_RATES,
     )
     env.update(overrides)
     return env

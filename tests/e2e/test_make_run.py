@@ -1,4 +1,5 @@
-"""The front door: `make run` serves a ready leader on 127.0.0.1:8001, replaying real EURUSD data."""
+"""The front door: `make run` serves a ready leader on 127.0.0.1:8001, replaying real EURUSD data, with an
+API key generated on first start (printed, stored 0600 in the data directory)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,14 @@ def test_make_run_serves_health_within_60_s(tmp_path: Path) -> None:
         assert time.monotonic() - started < 60
         body = httpx.get(f"{URL}/dtms/health").json()
         assert body["role"] == "leader" and body["ready"] is True
+        key_path = tmp_path / "data" / "api_key"
+        key = key_path.read_text().strip()
+        assert key_path.stat().st_mode & 0o777 == 0o600
+        assert httpx.get(f"{URL}/paper/account", timeout=2).status_code == 401  # no key, no answer
 
         def market_time() -> str | None:
-            value: str | None = httpx.get(f"{URL}/paper/account", timeout=2).json()["market_time"]
+            answer = httpx.get(f"{URL}/paper/account", timeout=2, headers={"X-API-Key": key})
+            value: str | None = answer.json()["market_time"]
             return value
 
         first = wait_until(market_time, 10)
@@ -49,6 +55,7 @@ def test_make_run_serves_health_within_60_s(tmp_path: Path) -> None:
         output = (tmp_path / "make-run.log").read_text()
         assert "http://127.0.0.1:8001" in output  # the URL is printed
         assert str(tmp_path / "data") in output  # and where the data lives
+        assert key in output and str(key_path) in output  # and the generated key, and where it is kept
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

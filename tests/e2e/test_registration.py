@@ -55,7 +55,9 @@ def test_fifty_positions_hundred_concurrent_registrations(server: Server) -> Non
 
     async def register_all() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100)
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=30, limits=limits, headers=server.headers
+        ) as client:
             bodies = [
                 {"ticket": t, "symbol": "EURUSD", "direction": "BUY" if n % 2 else "SELL"}
                 for n, t in enumerate(tickets)

@@ -31,6 +31,18 @@ REPO = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000
 
 
+NO_AUTH = {
+    # In-process tests that are not about keys run without them (allowed: the app is "bound" to the
+    # default 127.0.0.1), with rates far above what a test sends (tests/integration/test_auth.py checks
+    # keys, scopes and the spec's rates).
+    "DTMS_AUTH": "off",
+    "DTMS_RATE_LIMIT_WRITE_PER_S": "100000",
+    "DTMS_RATE_LIMIT_WRITE_BURST": "100000",
+    "DTMS_RATE_LIMIT_QUERY_PER_S": "100000",
+    "DTMS_RATE_LIMIT_QUERY_BURST": "100000",
+}
+
+
 def service_env(monkeypatch: pytest.MonkeyPatch, home: Path, **extra: str) -> None:
     values = {
         "DTMS_HOME": str(home),
@@ -39,6 +51,7 @@ def service_env(monkeypatch: pytest.MonkeyPatch, home: Path, **extra: str) -> No
         "DTMS_CONFIG": str(REPO / "config" / "dtms_config.json"),
         "DTMS_RECONCILE_INTERVAL": "0.2",
         "DTMS_STARTUP_TIMEOUT": "5",
+        **NO_AUTH,
         **extra,
     }
     for key, value in values.items():

@@ -1,13 +1,15 @@
 """Operator routes: pause and resume, the trade registry and its hand-over, stopping a trade's protection.
-Thin adapters over guardian/control.py (the CLI calls the same routes)."""
+Thin adapters over guardian/control.py (the CLI calls the same routes). Pause, resume and the hand-over
+need the admin scope; `requested_by` is the API key's name (the caller's word only with DTMS_AUTH=off)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from dtms.api.auth import ADMIN, Principal, require_key
 from dtms.api.routes_dtms import TicketPath, runtime
 from dtms.api.schemas import Caller, ControlBody, HandoverBody, Why
 from dtms.guardian.control import Switched
@@ -16,6 +18,7 @@ from dtms.guardian.views import iso, trade_info
 router = APIRouter()
 
 OptionalKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
+Asker = Annotated[Principal, Depends(require_key)]
 
 
 def _switched(switched: Switched, verb: str) -> dict[str, Any]:
@@ -39,10 +42,11 @@ def _switched(switched: Switched, verb: str) -> dict[str, Any]:
     "/dtms/pause",
     summary="Stop every broker request (persisted, journaled); stops at the broker stay",
     operation_id="pause",
+    openapi_extra=ADMIN,
 )
-async def pause(request: Request, body: ControlBody | None = None) -> dict[str, Any]:
+async def pause(request: Request, caller: Asker, body: ControlBody | None = None) -> dict[str, Any]:
     asked = body or ControlBody()
-    switched = await runtime(request).control.pause(asked.reason, asked.requested_by)
+    switched = await runtime(request).control.pause(asked.reason, caller.requested_by(asked.requested_by))
     return _switched(switched, "pause")
 
 
@@ -50,10 +54,11 @@ async def pause(request: Request, body: ControlBody | None = None) -> dict[str, 
     "/dtms/resume",
     summary="Send again; requests held while paused are skipped and decided again",
     operation_id="resume",
+    openapi_extra=ADMIN,
 )
-async def resume(request: Request, body: ControlBody | None = None) -> dict[str, Any]:
+async def resume(request: Request, caller: Asker, body: ControlBody | None = None) -> dict[str, Any]:
     asked = body or ControlBody()
-    switched = await runtime(request).control.resume(asked.reason, asked.requested_by)
+    switched = await runtime(request).control.resume(asked.reason, caller.requested_by(asked.requested_by))
     return _switched(switched, "resume")
 
 
@@ -64,12 +69,17 @@ async def get_registry(ticket: TicketPath, request: Request) -> dict[str, Any]:
 
 
 @router.put(
-    "/trade-registry/{ticket}", summary="Hand a trade over to another manager", operation_id="hand_over"
+    "/trade-registry/{ticket}",
+    summary="Hand a trade over to another manager",
+    operation_id="hand_over",
+    openapi_extra=ADMIN,
 )
-async def hand_over(ticket: TicketPath, body: HandoverBody, request: Request) -> dict[str, Any]:
+async def hand_over(
+    ticket: TicketPath, body: HandoverBody, request: Request, caller: Asker
+) -> dict[str, Any]:
     rt = runtime(request)
     trade, changed = await rt.control.hand_over(
-        ticket, body.managed_by, body.strategy_type, body.reason, body.requested_by
+        ticket, body.managed_by, body.strategy_type, body.reason, caller.requested_by(body.requested_by)
     )
     entry = await rt.control.registry(ticket)
     return {
@@ -88,12 +98,15 @@ async def hand_over(ticket: TicketPath, body: HandoverBody, request: Request) ->
 async def disable_trade(
     ticket: TicketPath,
     request: Request,
+    caller: Asker,
     idempotency_key: OptionalKey = None,
     reason: Annotated[Why, Query()] = "",
     requested_by: Annotated[Caller, Query()] = "anonymous",
 ) -> JSONResponse:
     rt = runtime(request)
-    code, answer = await rt.control.disable(ticket, reason, requested_by, idempotency_key)
+    code, answer = await rt.control.disable(
+        ticket, reason, caller.requested_by(requested_by), idempotency_key
+    )
     trade = await rt.service.trade(ticket)
     if trade is not None:
         answer = {**answer, "trade_info": trade_info(trade)}

@@ -1,12 +1,14 @@
-"""The /health, /dtms/* and /mt5/execute routes: thin adapters over the service layer."""
+"""The /health, /dtms/* and /mt5/execute routes: thin adapters over the service layer. `open_router`
+holds the routes open without a key (SPEC-api.md "Security"); every other route is on `router`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from dtms.api.auth import Principal, require_key
 from dtms.api.errors import envelope
 from dtms.api.schemas import ExecuteBody, IntentBody, TradeEnableBody
 from dtms.domain.enums import JournalStatus, TradeState
@@ -18,6 +20,7 @@ from dtms.guardian.service import ExecuteOrder, Registration
 from dtms.guardian.views import iso, trade_info
 
 router = APIRouter()
+open_router = APIRouter()
 
 TicketPath = Annotated[int, Path(gt=0, le=2**63 - 1, description="the broker's position ticket")]
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
@@ -42,7 +45,7 @@ def _health_details(rt: Runtime) -> dict[str, Any]:
     }
 
 
-@router.get("/health", summary="Process alive", operation_id="health")
+@open_router.get("/health", summary="Process alive", operation_id="health")
 async def health(request: Request) -> dict[str, Any]:
     rt = runtime(request)
     degraded = rt.role in (Role.INIT_FAILED, Role.FENCED)
@@ -54,7 +57,7 @@ async def health(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/dtms/health", summary="Ready leader?", operation_id="dtms_health")
+@open_router.get("/dtms/health", summary="Ready leader?", operation_id="dtms_health")
 async def dtms_health(request: Request) -> Any:
     rt = runtime(request)
     details = _health_details(rt)
@@ -201,15 +204,20 @@ async def execute(body: ExecuteBody, request: Request, idempotency_key: Idempote
     operation_id="submit_intent",
 )
 async def submit_intent(
-    ticket: TicketPath, body: IntentBody, request: Request, idempotency_key: IdempotencyKey
+    ticket: TicketPath,
+    body: IntentBody,
+    request: Request,
+    idempotency_key: IdempotencyKey,
+    caller: Annotated[Principal, Depends(require_key)],
 ) -> JSONResponse:
     """200 applied with the broker's answer, or 409 `conflict` with the arbiter's reason (a defensive
-    state, another owner, a looser stop); a repeat with the same Idempotency-Key answers the first."""
+    state, another owner, a looser stop); a repeat with the same Idempotency-Key answers the first.
+    `requested_by` is the API key's name (the body's only with DTMS_AUTH=off)."""
     rt = runtime(request)
     value = body.value
     if body.kind == "modify_tp" and value == 0:
         value = None  # MT5's "no take-profit"
-    req = IntentRequest(body.kind, value, body.volume, body.requested_by, body.reason)
+    req = IntentRequest(body.kind, value, body.volume, caller.requested_by(body.requested_by), body.reason)
     code, answer = await rt.intents.submit(ticket, req, idempotency_key)
     if code >= 400:
         answer = {**answer, "correlation_id": request.state.correlation_id}

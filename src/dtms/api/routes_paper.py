@@ -1,4 +1,5 @@
-"""The /paper routes: the paper broker standing in for the MT5 terminal (writes on the leader only)."""
+"""The /paper routes: the paper broker standing in for the MT5 terminal (writes on the leader only, with
+the admin scope)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from dtms.api.auth import ADMIN
 from dtms.api.schemas import PaperFaultBody, PaperPositionBody, PaperTickBody
 from dtms.brokers.paper.broker import PaperBroker, TickRejected
 from dtms.brokers.paper.faults import FaultRule
@@ -58,7 +60,7 @@ def _tick_time(value: int | str | None) -> int | None:
     return int(parsed.timestamp() * 1000)
 
 
-@router.post("/ticks", summary="Move the paper market", operation_id="paper_tick")
+@router.post("/ticks", summary="Move the paper market", operation_id="paper_tick", openapi_extra=ADMIN)
 async def push_tick(body: PaperTickBody, request: Request) -> dict[str, Any]:
     rt, paper = _paper(request)
     rt.require_leader()
@@ -88,6 +90,7 @@ async def positions(request: Request) -> dict[str, Any]:
     summary="Open a position at the paper broker only",
     operation_id="paper_open",
     status_code=201,
+    openapi_extra=ADMIN,
 )
 async def open_position(body: PaperPositionBody, request: Request) -> JSONResponse:
     rt, paper = _paper(request)
@@ -132,7 +135,11 @@ async def deals(request: Request, position: Annotated[int | None, Query(gt=0)] =
 
 
 @router.post(
-    "/faults", summary="Inject a fault into paper requests", operation_id="paper_fault_add", status_code=201
+    "/faults",
+    summary="Inject a fault into paper requests",
+    operation_id="paper_fault_add",
+    status_code=201,
+    openapi_extra=ADMIN,
 )
 async def add_fault(body: PaperFaultBody, request: Request) -> JSONResponse:
     rt, paper = _paper(request)
@@ -150,7 +157,9 @@ async def list_faults(request: Request) -> dict[str, Any]:
     return {"faults": [rule.to_dict() for rule in paper.faults()]}
 
 
-@router.delete("/faults", summary="Remove every paper fault rule", operation_id="paper_faults_clear")
+@router.delete(
+    "/faults", summary="Remove every paper fault rule", operation_id="paper_faults_clear", openapi_extra=ADMIN
+)
 async def clear_faults(request: Request) -> dict[str, Any]:
     rt, paper = _paper(request)
     rt.require_leader()

@@ -95,8 +95,8 @@ class IntentBody(BaseModel):
 
 
 class ControlBody(BaseModel):
-    """POST /dtms/pause and /dtms/resume (the body is optional). Until API keys come, `requested_by` is
-    the caller's word for who asks (SPEC-api.md: with DTMS_AUTH=off, default `anonymous`)."""
+    """POST /dtms/pause and /dtms/resume (the body is optional). `requested_by` counts only with
+    DTMS_AUTH=off (default `anonymous`); with keys the journal names the caller's key."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -25,6 +25,7 @@ def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TestClie
         "DTMS_PAPER_FEED": "manual",
         "DTMS_CONFIG": str(REPO / "config" / "dtms_config.json"),
         "DTMS_STARTUP_TIMEOUT": "5",
+        "DTMS_AUTH": "off",  # not about keys (tests/integration/test_auth.py is)
     }.items():
         monkeypatch.setenv(key, value)
     with TestClient(create_app(load_config(), make_broker)) as c:
