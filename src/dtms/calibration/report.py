@@ -14,6 +14,7 @@ from dtms.calibration.sides import Run
 from dtms.domain.broker_types import Deal
 from dtms.domain.enums import DealEntry, JournalStatus, TradeState
 from dtms.domain.trade import Trade
+from dtms.managers.defensive import MANAGER as DEFENSIVE
 
 LIVE_STATES = [s for s in TradeState if s is not TradeState.CLOSED]
 HEALTHY_MIN, HEDGED_MAX = 60.0, 5.0
@@ -153,7 +154,9 @@ def build(run: Run) -> Report:
     done = Counter(a.reason for a in run.actions if a.status is JournalStatus.DONE)
     skipped = Counter(a.reason for a in run.actions if a.status is JournalStatus.SKIPPED)
     failed = sum(a.status is JournalStatus.FAILED for a in run.actions)
-    defensive = sum(n for reason, n in done.items() if reason != "breakeven")
+    defensive = sum(
+        a.status is JournalStatus.DONE and a.requested_by == DEFENSIVE for a in run.actions
+    )  # by the manager that asked, not the reason: the exits also trail, cut and widen
     n = max(len(trades), 1)
     with_dtms, without_dtms = _outcome(d, d.equity), _outcome(run.baseline, run.baseline.equity)
     healthy, hedged = TradeState.HEALTHY.value, TradeState.HEDGED.value

@@ -82,7 +82,7 @@ def render(report: Report, plan: Plan, settings: Settings) -> str:
     lines += [
         "",
         f"Actions done: {r.actions_per_trade:.2f} per trade, of which defensive {r.defensive_per_trade:.2f} "
-        f"(the rest: the intelligent-exit breakeven); {r.failed} failed",
+        f"(the rest: the intelligent exits); {r.failed} failed",
         "  " + ", ".join(f"{k} {v:,}" for k, v in r.actions.items()) if r.actions else "  none",
     ]
     if r.skipped:
