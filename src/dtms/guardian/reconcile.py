@@ -331,6 +331,9 @@ class Reconciler:
                 deal = await self._tagged_exit(target, f"dtms:{action.id}")
                 if deal is not None and trade is not None:
                     apply_close(trade, target, deal.volume, action.reason in CUTS)
+                    held = positions.get(target)
+                    if held is not None and target == trade.ticket:
+                        trade.volume = held.volume  # the broker's count: this pass already took it in
                 gone = target not in positions
                 if deal is not None or gone or expired:
                     await self._mark(
@@ -382,7 +385,12 @@ class Reconciler:
         self, action: ActionRecord, done: bool, why_not: str, trade: Trade | None, report: ReconcileReport
     ) -> None:
         status = JournalStatus.DONE if done else JournalStatus.FAILED
-        error = None if done else f"{why_not} (settled by reconciliation)"
+        # a done row keeps no earlier failure text (an AMBIGUOUS answer's): it says how it was settled
+        error = (
+            "found at the broker (settled by reconciliation)"
+            if done
+            else f"{why_not} (settled by reconciliation)"
+        )
         wall_ms = self._wall.now_ms()
 
         def write(conn: Any) -> None:
