@@ -21,11 +21,14 @@ from dtms.api.auth import (
     require_key,
 )
 from dtms.api.errors import HEADER, CorrelationIdMiddleware, install_error_handlers
+from dtms.api.metrics import MetricsMiddleware, trades_by_state
+from dtms.api.metrics import router as metrics_router
 from dtms.config import AppConfig
 from dtms.guardian.runtime import BrokerFactory, Runtime
 from dtms.keys import HEADER as KEY_HEADER
 from dtms.keys import key_setup
 from dtms.logs import LoggingEventSink
+from dtms.metrics import Metrics, MetricsSink
 
 docs_router = APIRouter()
 
@@ -46,7 +49,13 @@ def create_app(
     DTMS_HOME here (app.state.gate.keys.generated holds it when made at this start)."""
     gate = make_gate(config.settings, key_setup(config.settings))
     alerts = AlertSink.from_settings(config.settings, LoggingEventSink())  # only logs without a channel
-    runtime = Runtime(config, broker_factory, on_exit=on_exit, events=alerts)
+    metrics = Metrics() if config.settings.enable_metrics else None  # a registry of this app's own
+    if metrics is None:
+        runtime = Runtime(config, broker_factory, on_exit=on_exit, events=alerts)
+    else:
+        events = MetricsSink(metrics, alerts)
+        runtime = Runtime(config, broker_factory, on_exit=on_exit, events=events, meter=metrics)
+        metrics.add_trades_by_state(lambda: trades_by_state(runtime))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,12 +80,15 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.gate = gate
+    app.state.metrics = metrics
     install_error_handlers(app)
     # Auth is attached here, per router: a route added to a protected router needs a key (its scope by
     # its method unless it declares admin); only open_router's routes are open. check_guarded refuses
     # an app with a route mounted otherwise.
     guarded: dict[str, Any] = {"dependencies": [Depends(require_key)], "responses": PROTECTED_RESPONSES}
     app.include_router(routes_dtms.open_router, dependencies=[Depends(limit_open)], responses=OPEN_RESPONSES)
+    if metrics is not None:  # DTMS_ENABLE_METRICS=false: no /dtms/metrics, nothing counted
+        app.include_router(metrics_router, dependencies=[Depends(limit_open)], responses=OPEN_RESPONSES)
     app.include_router(routes_dtms.router, **guarded)
     app.include_router(routes_control.router, **guarded)
     if config.settings.broker == "paper":
@@ -93,4 +105,6 @@ def create_app(
             expose_headers=[HEADER, "Retry-After"],
         )
     app.add_middleware(CorrelationIdMiddleware)
+    if metrics is not None:  # outermost: counts every answer, the error handlers' and the CORS ones too
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

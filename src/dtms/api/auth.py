@@ -129,7 +129,8 @@ async def require_key(
     keyring = gate.keys.keyring
     if keyring is None:  # DTMS_AUTH=off
         _charge(gate, _address(request), request)
-        return Principal(None)
+        request.state.principal = anonymous = Principal(None)
+        return anonymous
     presented = header_key or (bearer.credentials if bearer is not None else None)
     key: ApiKey | None = keyring.match(presented) if presented else None
     if key is None:
@@ -148,7 +149,8 @@ async def require_key(
             {"key": key.name, "scope": key.scope.value, "required": needed.value},
         )
     _charge(gate, f"key:{key.name}", request)
-    return Principal(key.name)
+    request.state.principal = principal = Principal(key.name)  # also for dtms.api.metrics
+    return principal
 
 
 async def limit_open(request: Request) -> None:

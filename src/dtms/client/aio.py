@@ -256,9 +256,12 @@ class AsyncDTMSClient(ClientBase):
             result = await self._read_back(body, result)
         return result
 
-    async def _deliver(self, body: dict[str, Any], key: str) -> RegistrationResult | DTMSError:
+    async def _deliver(
+        self, body: dict[str, Any], key: str, outbox_depth: int | None = None
+    ) -> RegistrationResult | DTMSError:
+        headers = self._core.headers("POST", key, outbox_depth=outbox_depth)
         try:
-            response = await self._send("POST", REGISTER_PATH, body, None, self._core.headers("POST", key))
+            response = await self._send("POST", REGISTER_PATH, body, None, headers)
             answer = self._core.answer(response)
         except Exception as exc:  # noqa: BLE001 - every failure is an outcome of the delivery
             return transient_error(exc)
@@ -300,7 +303,8 @@ class AsyncDTMSClient(ClientBase):
                     item = await asyncio.to_thread(outbox.head)
                     if item is None or (up_to is not None and item.id > up_to):
                         break
-                    outcome = await self._deliver(item.body, item.key)
+                    depth = await asyncio.to_thread(outbox.pending_count)
+                    outcome = await self._deliver(item.body, item.key, depth)
                     stop = await asyncio.to_thread(self._settle_row, outbox, item, outcome)
                     if stop is not None:
                         break

@@ -22,6 +22,8 @@ from dtms.client.settings import ClientSettings
 log = logging.getLogger("dtms.client")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+OUTBOX_DEPTH = "X-DTMS-Outbox-Depth"
+"""Sent with each delivery from the outbox: how many registrations it holds (the service's metrics)."""
 STAY_ON_TIMEOUT = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
 """Transport errors after which the same URL is asked again (the request may be in progress there);
 every other one (a refused or broken connection) moves on to the next URL."""
@@ -103,13 +105,18 @@ class Core:
             "reraise": True,
         }
 
-    def headers(self, method: str, key: str | None, cid: str | None = None) -> dict[str, str]:
-        """One set per logical call, reused by its every attempt: the Idempotency-Key on a change."""
+    def headers(
+        self, method: str, key: str | None, cid: str | None = None, *, outbox_depth: int | None = None
+    ) -> dict[str, str]:
+        """One set per logical call, reused by its every attempt: the Idempotency-Key on a change, and
+        the outbox's depth on a delivery from it."""
         headers = {"User-Agent": f"dtms-client/{__version__}", "X-Correlation-ID": cid or new_key()}
         if self.settings.api_key:
             headers["X-API-Key"] = self.settings.api_key
         if method.upper() in MUTATING:
             headers["Idempotency-Key"] = key or new_key()
+        if outbox_depth is not None:
+            headers[OUTBOX_DEPTH] = str(outbox_depth)
         return headers
 
     def plan(self) -> Plan:

@@ -327,9 +327,12 @@ class DTMSClient(ClientBase):
             result = self._read_back(body, result)
         return result
 
-    def _deliver(self, body: dict[str, Any], key: str) -> RegistrationResult | DTMSError:
+    def _deliver(
+        self, body: dict[str, Any], key: str, outbox_depth: int | None = None
+    ) -> RegistrationResult | DTMSError:
+        headers = self._core.headers("POST", key, outbox_depth=outbox_depth)
         try:
-            response = self._send("POST", REGISTER_PATH, body, None, self._core.headers("POST", key))
+            response = self._send("POST", REGISTER_PATH, body, None, headers)
             answer = self._core.answer(response)
         except Exception as exc:  # noqa: BLE001 - every failure is an outcome of the delivery
             return transient_error(exc)
@@ -371,7 +374,8 @@ class DTMSClient(ClientBase):
                     item = outbox.head()
                     if item is None or (up_to is not None and item.id > up_to):
                         break
-                    stop = self._settle_row(outbox, item, self._deliver(item.body, item.key))
+                    outcome = self._deliver(item.body, item.key, outbox.pending_count())
+                    stop = self._settle_row(outbox, item, outcome)
                     if stop is not None:
                         break
                     settled += 1

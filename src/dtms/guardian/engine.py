@@ -15,7 +15,7 @@ from dtms.config import EngineConfig
 from dtms.domain.broker_types import Position, SymbolInfo, Tick
 from dtms.domain.clock import Clock, MarketClock
 from dtms.domain.enums import ActionKind, Owner
-from dtms.domain.events import EventSink
+from dtms.domain.events import NULL_METER, EventSink, Meter
 from dtms.domain.trade import Trade
 from dtms.guardian.arbiter import Arbiter, Proposal
 from dtms.guardian.defence import CheckMemo, Defence, symbol_class
@@ -63,6 +63,28 @@ class TickPass:
         return self.quote
 
 
+class PositionLock:
+    """A position's asyncio lock that tells the meter how long each acquisition waited."""
+
+    __slots__ = ("_lock", "_meter")
+
+    def __init__(self, meter: Meter) -> None:
+        self._lock = asyncio.Lock()
+        self._meter = meter
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self._lock.acquire()
+        self._meter.lock_waited(loop.time() - started)
+
+    async def __aexit__(self, *_: object) -> None:
+        self._lock.release()
+
+
 class Engine:
     """Holds the active trades of the account and runs the managers on every tick."""
 
@@ -78,15 +100,17 @@ class Engine:
         wall: Clock,
         defence: Defence | None = None,
         rails: Rails | None = None,
+        meter: Meter = NULL_METER,
     ) -> None:
         self._wall = wall
+        self.meter = meter
         self.defence = defence
         self.rails = rails
         self._db, self._broker, self._executor = db, broker, executor
         self._config, self._market, self._events, self._account = config, market, events, account
         self.trades: dict[int, Trade] = {}
         self._by_symbol: dict[str, dict[int, Trade]] = defaultdict(dict)
-        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: dict[int, PositionLock] = defaultdict(lambda: PositionLock(self.meter))
         self._symbols: dict[str, SymbolInfo] = {}
         self._exit_rules = config.exit_rules_by_type()
         self._views: dict[str, MarketView] = {}  # without a Defence: bars for the exit rules' ATRs
@@ -102,7 +126,7 @@ class Engine:
     def executor(self) -> Executor:
         return self._executor
 
-    def lock(self, ticket: int) -> asyncio.Lock:
+    def lock(self, ticket: int) -> PositionLock:
         """The position's lock: held from the decision through the broker's answer."""
         return self._locks[ticket]
 
@@ -154,7 +178,7 @@ class Engine:
     async def on_tick(self, tick: Tick) -> None:
         loop = asyncio.get_running_loop()
         self.ticks_seen += 1
-        self.last_tick_wall_s = loop.time()
+        self.last_tick_wall_s = started = loop.time()
         if self.rails is not None:
             self.rails.observe(tick, self._wall.now_ms())
         if self.defence is not None:
@@ -171,6 +195,7 @@ class Engine:
             except StoreUnavailable as exc:  # nothing journaled, so nothing sent: wait for the store
                 log.warning("store_unavailable", ticket=trade.ticket, symbol=trade.symbol, error=str(exc))
                 self._events.emit("store_unavailable", ticket=trade.ticket, error=str(exc))
+                self.meter.cycle_done(loop.time() - started)
                 return
             except Exception as exc:  # one bad trade is quarantined, never the loop (invariant 6)
                 log.exception("evaluate_failed", ticket=trade.ticket, symbol=trade.symbol, error=str(exc))
@@ -180,6 +205,7 @@ class Engine:
                 )
                 await self._save_quarantine(trade)
         self._save_checks(batch.checked)
+        self.meter.cycle_done(loop.time() - started)
 
     def _persist_clock(self) -> None:
         """Store the market clock at most once a second of wall time: a commit per tick competed with the

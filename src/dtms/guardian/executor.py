@@ -16,7 +16,7 @@ from dtms.brokers.retcodes import MARKET_CLOSED, PRICE_OFF
 from dtms.domain.broker_types import BrokerResult
 from dtms.domain.clock import Clock
 from dtms.domain.enums import ActionKind, JournalStatus, Outcome
-from dtms.domain.events import EventSink
+from dtms.domain.events import NULL_METER, EventSink, Meter
 from dtms.domain.trade import Intent, Trade
 from dtms.managers.defensive import RE_ADD_EPOCH, add_closed_volume
 from dtms.store.database import Database
@@ -114,8 +114,10 @@ class Executor:
         shadow: bool = False,
         rails: Rails | None = None,
         paused: bool = False,
+        meter: Meter = NULL_METER,
     ) -> None:
         self._db, self._broker, self._fence = db, broker, fence
+        self.meter = meter
         self._market, self._wall, self._events = market, wall, events
         self._timeout, self._shadow = broker_timeout, shadow
         self.rails = rails
@@ -213,7 +215,7 @@ class Executor:
         comment = tag or f"dtms:{action_id}"
         self._sending += 1  # counted in the same step as the pause check: a pause waits for it
         try:
-            result = await self._send_retrying(lambda: call(comment))
+            result = await self._send_retrying(lambda: call(comment), kind)
         finally:
             self._sending -= 1
         if self.rails is not None and result.retcode in CLOSED_RETCODES:
@@ -485,11 +487,13 @@ class Executor:
             raise NoLease("this instance does not hold the account lease")
         self._sending += 1
         try:
-            return await self._send(call)
+            return await self._send(call, ActionKind.OPEN)
         finally:
             self._sending -= 1
 
-    async def _send_retrying(self, call: Callable[[], Awaitable[BrokerResult]]) -> BrokerResult:
+    async def _send_retrying(
+        self, call: Callable[[], Awaitable[BrokerResult]], kind: ActionKind
+    ) -> BrokerResult:
         """Send; a requote or changed price is retried with the fresh price, at most twice, jittered."""
         result = BrokerResult(Outcome.AMBIGUOUS, 0, "not sent")
         async for attempt in AsyncRetrying(
@@ -499,18 +503,22 @@ class Executor:
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         ):
             with attempt:
-                result = await self._send(call)
+                result = await self._send(call, kind)
             if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
                 attempt.retry_state.set_result(result)
         return result
 
-    async def _send(self, call: Callable[[], Any]) -> BrokerResult:
+    async def _send(self, call: Callable[[], Any], kind: ActionKind) -> BrokerResult:
+        """One broker request within the timeout; its latency goes to the meter by kind and outcome."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             result: BrokerResult = await asyncio.wait_for(call(), timeout=self._timeout)
         except TimeoutError:
-            return BrokerResult(Outcome.AMBIGUOUS, 0, f"no answer within {self._timeout} s")
+            result = BrokerResult(Outcome.AMBIGUOUS, 0, f"no answer within {self._timeout} s")
         except BrokerUnavailable as exc:
-            return BrokerResult(Outcome.AMBIGUOUS, 0, f"broker unavailable: {exc}")
+            result = BrokerResult(Outcome.AMBIGUOUS, 0, f"broker unavailable: {exc}")
+        self.meter.broker_answered(kind.value, result.outcome.value, loop.time() - started)
         return result
 
     def _count_failure(self, trade: Trade, reason: str) -> None:

@@ -160,6 +160,15 @@ class Intents:
                     error=why,
                 )
                 log.info("intent_refused", ticket=trade.ticket, requested_by=req.requested_by, why=why)
+                self._rt.events.emit(
+                    "intent_deferred",
+                    ticket=trade.ticket,
+                    symbol=trade.symbol,
+                    manager=intent.manager,
+                    action=intent.reason,
+                    reason=why,
+                    action_id=action_id,
+                )
                 details = {"reason": why, "state": trade.state.value, "action_id": action_id}
                 return 409, _refused(f"the arbiter refused the intent: {why}", details)
             executed = await leader.executor.apply(

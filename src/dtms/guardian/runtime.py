@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from dtms.brokers.base import Broker, BrokerUnavailable
 from dtms.config import AppConfig
 from dtms.domain.clock import MarketClock, WallClock
-from dtms.domain.events import EventSink
+from dtms.domain.events import NULL_METER, EventSink, Meter
 from dtms.guardian.control import Control
 from dtms.guardian.engine import Engine
 from dtms.guardian.errors import NotLeader, NotReady
@@ -76,11 +76,13 @@ class Runtime:
         on_exit: Callable[[int], None] | None = None,
         events: EventSink | None = None,
         wall: WallClock | None = None,
+        meter: Meter = NULL_METER,
     ) -> None:
         self.config = config
         self.settings = config.settings
         self.wall = wall or WallClock()
         self.events: EventSink = events or LoggingEventSink()
+        self.meter = meter  # lock waits, broker latency, engine cycles (dtms.metrics)
         self._broker_factory = broker_factory
         self._on_exit = on_exit or (lambda code: None)
         self.role = Role.STARTING

@@ -21,6 +21,7 @@ from dtms.guardian.errors import (
     InvalidInput,
     PositionNotFound,
     RailBlocked,
+    ServiceError,
 )
 from dtms.guardian.executor import PAUSED, result_dict
 from dtms.guardian.views import trade_info
@@ -120,6 +121,20 @@ class DTMSService:
         self._rt = runtime
 
     async def register(self, reg: Registration) -> Registered:
+        """Register (or upgrade, or find) a trade; every outcome is reported as a `registration` event
+        whose `result` is registered, registered_unverified, upgraded, already_registered, or the
+        refusal's error code (position_not_found, conflict, validation_error, not_leader, ...; `error`
+        for a failure that is not a refusal, e.g. the store unavailable)."""
+        try:
+            done, result = await self._register(reg)
+        except Exception as exc:
+            code = exc.code if isinstance(exc, ServiceError) else "error"
+            self._rt.events.emit("registration", ticket=reg.ticket, symbol=reg.symbol, result=code)
+            raise
+        self._rt.events.emit("registration", ticket=reg.ticket, symbol=reg.symbol, result=result)
+        return done
+
+    async def _register(self, reg: Registration) -> tuple[Registered, str]:
         leader = self._rt.require_leader()
         position, verified = await self._broker_position(leader, reg.ticket)
         if verified and position is None:
@@ -160,7 +175,16 @@ class DTMSService:
             else:
                 leader.engine.track(result)
             log.info("trade_registered", ticket=result.ticket, symbol=result.symbol, upgraded=upgraded)
-        return Registered(result, already, _differences(result, reg) if already else {})
+        outcome = (
+            "already_registered"
+            if already
+            else "upgraded"
+            if upgraded
+            else "registered"
+            if result.verified
+            else "registered_unverified"
+        )
+        return Registered(result, already, _differences(result, reg) if already else {}), outcome
 
     async def _broker_position(self, leader: Leader, ticket: int) -> tuple[Position | None, bool]:
         """The position per the broker within the 1 s budget; (None, False) when it cannot be asked."""

@@ -56,6 +56,7 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         broker_timeout=settings.broker_timeout,
         shadow=settings.mode == "shadow",
         rails=rails,
+        meter=rt.meter,
     )
     await restore_pause(rt.db, executor)  # a restart while paused stays paused
     account = await broker.account()
@@ -74,7 +75,17 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
     )
     rails.spreads = lambda symbol: defence.views[symbol].spreads if symbol in defence.views else None
     engine = Engine(
-        rt.db, broker, executor, engine_config, market, rt.events, fence.account, rt.wall, defence, rails
+        rt.db,
+        broker,
+        executor,
+        engine_config,
+        market,
+        rt.events,
+        fence.account,
+        rt.wall,
+        defence,
+        rails,
+        meter=rt.meter,
     )
     holder: list[Leader] = []
 
