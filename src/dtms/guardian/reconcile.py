@@ -113,7 +113,14 @@ class Reconciler:
         positions = {p.ticket: p for p in await self._broker.positions()}
         for trade in list(self._engine.trades.values()):
             async with self._engine.lock(trade.ticket):
-                await self._check_trade(trade, positions.get(trade.ticket), report)
+                position = positions.get(trade.ticket)
+                if position is not None and (position.sl, position.tp, position.volume) != (
+                    trade.stop_loss,
+                    trade.take_profit,
+                    trade.volume,
+                ):  # the snapshot may predate a change made under this lock since: ask again
+                    position = await self._broker.position(trade.ticket)
+                await self._check_trade(trade, position, report)
         await self._adopt_unknown(positions, report)
         await self._settle(positions, report)
         report.relinked = await relink_parts(
