@@ -179,5 +179,32 @@ def calibrate(
     raise typer.Exit(run_cli(csv, overlay, quick=quick, until=until, json_out=json_out))
 
 
+@app.command("openapi")
+def openapi_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the file to write")] = Path("docs/openapi.json"),
+    server: Annotated[
+        str, typer.Option(help="the URL the GPT Action (or any client) calls: the service or its tunnel")
+    ] = "http://127.0.0.1:8001",
+    paper: Annotated[bool, typer.Option(help="include the paper broker's /paper routes")] = False,
+    check: Annotated[
+        bool, typer.Option(help="write nothing; exit 1 when the file is not up to date")
+    ] = False,
+) -> None:
+    """Write the OpenAPI document (sorted, stable) to paste into a GPT Action: docs/openapi.json."""
+    from dtms.api.openapi import build_document, render, write_document
+
+    document = build_document(_config(), server_url=server, paper=paper)
+    if check:
+        current = out.read_text(encoding="utf-8") if out.is_file() else ""
+        if current != render(document):
+            err.print(f"[red]{out} is not up to date:[/red] run `dtms openapi`")
+            raise typer.Exit(1)
+        console.print(f"{out} is up to date")
+        return
+    changed = write_document(out, document)
+    operations = sum(len(ops) for ops in document["paths"].values())
+    console.print(f"{'wrote' if changed else 'unchanged:'} {out} ({operations} operations)")
+
+
 if __name__ == "__main__":
     app()

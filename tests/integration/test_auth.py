@@ -39,6 +39,7 @@ ADMIN_ROUTES = {
     ("POST", "/dtms/pause"),
     ("POST", "/dtms/resume"),
     ("PUT", "/trade-registry/{ticket}"),
+    ("POST", "/dtms/trade/{ticket}/release"),
     ("POST", "/paper/ticks"),
     ("POST", "/paper/positions"),
     ("POST", "/paper/faults"),

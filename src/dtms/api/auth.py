@@ -18,6 +18,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dtms.api.limits import Rate, RateClass, RateLimiter
+from dtms.api.models import errors
 from dtms.config import Settings
 from dtms.guardian.errors import ServiceError
 from dtms.keys import HEADER, ApiKey, KeySetup, Scope
@@ -25,13 +26,9 @@ from dtms.keys import HEADER, ApiKey, KeySetup, Scope
 SCOPE_KEY = "x-dtms-scope"
 ADMIN: dict[str, Any] = {SCOPE_KEY: Scope.ADMIN.value}
 """`openapi_extra` of a route that needs the admin scope."""
-_LIMITED = {"description": "`rate_limited`: past the caller's token bucket; `Retry-After` says when to retry"}
-OPEN_RESPONSES: dict[int | str, dict[str, Any]] = {429: _LIMITED}
-PROTECTED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "`unauthorized`: no API key, or not a valid one"},
-    403: {"description": "`forbidden`: the key lacks the operation's scope (`x-dtms-scope`)"},
-    429: _LIMITED,
-}
+OPEN_RESPONSES: dict[int | str, dict[str, Any]] = errors(429)
+PROTECTED_RESPONSES: dict[int | str, dict[str, Any]] = errors(401, 403, 429, 503)
+"""Every protected operation may answer these (503: the store is unavailable, the lease was lost)."""
 
 
 class Forbidden(ServiceError):

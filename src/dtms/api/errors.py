@@ -82,6 +82,11 @@ async def _service(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if (
+        exc.status_code == 400
+    ):  # FastAPI's "error parsing the body" (bytes that are not UTF-8 JSON): bad input
+        message = f"the body is not valid JSON ({exc.detail})"
+        return envelope(request, 422, "validation_error", message, {"field": "body"})
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return envelope(request, exc.status_code, code, str(exc.detail), {}, dict(exc.headers or {}))
 

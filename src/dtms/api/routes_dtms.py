@@ -5,14 +5,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from dtms.api.auth import Principal, require_key
 from dtms.api.errors import envelope
+from dtms.api.models import (
+    ENABLE_EXAMPLES,
+    EXECUTE_EXAMPLES,
+    INTENT_EXAMPLES,
+    TICKET_EXAMPLE,
+    ActionsAnswer,
+    DtmsHealth,
+    EnableAnswer,
+    ExecuteAnswer,
+    Health,
+    IntentAnswer,
+    StatusAnswer,
+    TradeAnswer,
+    errors,
+    ok,
+)
 from dtms.api.schemas import ExecuteBody, IntentBody, TradeEnableBody
 from dtms.domain.enums import JournalStatus, TradeState
-from dtms.domain.trade import ActionRecord
+from dtms.domain.trade import ActionRecord, Trade
 from dtms.guardian.errors import NotFound
 from dtms.guardian.intents import IntentRequest
 from dtms.guardian.runtime import Role, Runtime
@@ -22,8 +38,19 @@ from dtms.guardian.views import iso, trade_info
 router = APIRouter()
 open_router = APIRouter()
 
-TicketPath = Annotated[int, Path(gt=0, le=2**63 - 1, description="the broker's position ticket")]
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
+TicketPath = Annotated[
+    int, Path(gt=0, le=2**63 - 1, description="the broker's position ticket", examples=[TICKET_EXAMPLE])
+]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        description="one key per logical request; a repeat within 24 h gets the first answer",
+        examples=["7d0e6c1a-4b7f-4b0e-9a55-2f1d9c3e8b10"],
+    ),
+]
 
 
 def runtime(request: Request) -> Runtime:
@@ -45,7 +72,13 @@ def _health_details(rt: Runtime) -> dict[str, Any]:
     }
 
 
-@open_router.get("/health", summary="Process alive", operation_id="health")
+@open_router.get(
+    "/health",
+    summary="Process alive",
+    description="Answers while the process runs: `degraded` after a failed start or a lost lease.",
+    operation_id="health",
+    response_model=Health,
+)
 async def health(request: Request) -> dict[str, Any]:
     rt = runtime(request)
     degraded = rt.role in (Role.INIT_FAILED, Role.FENCED)
@@ -57,7 +90,15 @@ async def health(request: Request) -> dict[str, Any]:
     }
 
 
-@open_router.get("/dtms/health", summary="Ready leader?", operation_id="dtms_health")
+@open_router.get(
+    "/dtms/health",
+    summary="Ready leader?",
+    description="200 only for a ready leader; otherwise 503 (`not_ready`, `not_leader`, `init_failed`) "
+    "with the same fields in `details`.",
+    operation_id="dtms_health",
+    response_model=DtmsHealth,
+    responses=errors(503),
+)
 async def dtms_health(request: Request) -> Any:
     rt = runtime(request)
     details = _health_details(rt)
@@ -74,8 +115,19 @@ async def dtms_health(request: Request) -> Any:
     return envelope(request, 503, "not_ready", f"the service is {rt.role.value}", details)
 
 
-@router.post("/dtms/trade/enable", summary="Register a position for protection", operation_id="enable_trade")
-async def enable_trade(body: TradeEnableBody, request: Request) -> dict[str, Any]:
+@router.post(
+    "/dtms/trade/enable",
+    summary="Register a position for protection",
+    description="Checked against the broker's position (missing entry/volume are taken from it). A repeat "
+    "for a known ticket answers the stored record with `already_registered: true`.",
+    operation_id="enable_trade",
+    response_model=EnableAnswer,
+    response_model_exclude_unset=True,
+    responses=errors(404, 409, 422, 503),
+)
+async def enable_trade(
+    body: Annotated[TradeEnableBody, Body(openapi_examples=ENABLE_EXAMPLES)], request: Request
+) -> dict[str, Any]:
     rt = runtime(request)
     outcome = await rt.service.register(Registration(**body.model_dump()))
     info = trade_info(outcome.trade)
@@ -91,8 +143,8 @@ async def enable_trade(body: TradeEnableBody, request: Request) -> dict[str, Any
     return answer
 
 
-@router.get("/dtms/trade/{ticket}", summary="One trade's protection state", operation_id="get_trade")
-async def get_trade(ticket: TicketPath, request: Request) -> dict[str, Any]:
+async def trade_answer(request: Request, ticket: int) -> tuple[Trade, dict[str, Any]]:
+    """GET /dtms/trade/{ticket}'s answer (and the trade, for the compatibility path's extra fields)."""
     rt = runtime(request)
     trade = await rt.service.trade(ticket)
     if trade is None:
@@ -100,7 +152,7 @@ async def get_trade(ticket: TicketPath, request: Request) -> dict[str, Any]:
     leader = rt.leader
     last = leader.engine.defence.last.get(ticket) if leader and leader.engine.defence else None
     info = trade_info(trade, last.to_dict() if last is not None else None)
-    return {
+    return trade, {
         "success": True,
         "summary": f"{info['symbol']} #{ticket} is {info['state']}",
         "ticket": ticket,
@@ -111,7 +163,27 @@ async def get_trade(ticket: TicketPath, request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/dtms/status", summary="Engine status", operation_id="get_status")
+@router.get(
+    "/dtms/trade/{ticket}",
+    summary="One trade's protection state",
+    description="The trade's state (at the top level and in `trade_info`), owner, score and history.",
+    operation_id="get_trade",
+    response_model=TradeAnswer,
+    responses=errors(404, 422, 503),
+)
+async def get_trade(ticket: TicketPath, request: Request) -> dict[str, Any]:
+    _, answer = await trade_answer(request, ticket)
+    return answer
+
+
+@router.get(
+    "/dtms/status",
+    summary="Engine status",
+    description="Role, uptime, active trades by state, the last check, live or shadow mode, the pause.",
+    operation_id="get_status",
+    response_model=StatusAnswer,
+    responses=errors(503),
+)
 async def status(request: Request) -> dict[str, Any]:
     rt = runtime(request)
     trades = await rt.service.trades(active_only=True)
@@ -172,12 +244,30 @@ def _action_view(a: ActionRecord) -> dict[str, Any]:
     }
 
 
-@router.get("/dtms/actions", summary="Action history", operation_id="list_actions")
+TicketFilter = Annotated[
+    int | None, Query(gt=0, le=2**63 - 1, description="only this trade's actions", examples=[TICKET_EXAMPLE])
+]
+StatusFilter = Annotated[JournalStatus | None, Query(description="only actions with this status")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="the newest this many")]
+
+
+@router.get(
+    "/dtms/actions",
+    summary="Action history",
+    description="The journal, newest first, filtered by ticket and status; `total_actions` counts every "
+    "match.",
+    operation_id="list_actions",
+    response_model=ActionsAnswer,
+    responses=errors(422, 503),
+)
 async def actions(
-    request: Request,
-    ticket: Annotated[int | None, Query(gt=0, le=2**63 - 1)] = None,
-    status: JournalStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    request: Request, ticket: TicketFilter = None, status: StatusFilter = None, limit: Limit = 100
+) -> dict[str, Any]:
+    return await actions_answer(request, ticket, status, limit)
+
+
+async def actions_answer(
+    request: Request, ticket: int | None, status: JournalStatus | None, limit: int
 ) -> dict[str, Any]:
     rt = runtime(request)
     rows, total = await rt.service.actions(ticket, status, limit)
@@ -189,8 +279,20 @@ async def actions(
     }
 
 
-@router.post("/mt5/execute", summary="Open a position at the broker, once", operation_id="execute")
-async def execute(body: ExecuteBody, request: Request, idempotency_key: IdempotencyKey) -> JSONResponse:
+@router.post(
+    "/mt5/execute",
+    summary="Open a position at the broker, once",
+    description="Opens and registers the position (strategy_type: the strategy manager, else DTMS), once "
+    "per Idempotency-Key; 409 `rail_blocked` while a loss rail holds.",
+    operation_id="execute",
+    response_model=None,
+    responses={**ok(ExecuteAnswer, "opened and registered"), **errors(409, 422, 502, 503)},
+)
+async def execute(
+    body: Annotated[ExecuteBody, Body(openapi_examples=EXECUTE_EXAMPLES)],
+    request: Request,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
     rt = runtime(request)
     code, answer = await rt.service.execute(ExecuteOrder(**body.model_dump()), idempotency_key)
     if code >= 400:
@@ -201,11 +303,15 @@ async def execute(body: ExecuteBody, request: Request, idempotency_key: Idempote
 @router.post(
     "/dtms/trade/{ticket}/intent",
     summary="An outside manager asks for a change, through the arbiter",
+    description="modify_sl, modify_tp, partial_close or close, once per Idempotency-Key: 200 applied with "
+    "the broker's answer, or 409 `conflict` with the arbiter's reason.",
     operation_id="submit_intent",
+    response_model=None,
+    responses={**ok(IntentAnswer, "applied"), **errors(404, 409, 422, 502, 503)},
 )
 async def submit_intent(
     ticket: TicketPath,
-    body: IntentBody,
+    body: Annotated[IntentBody, Body(openapi_examples=INTENT_EXAMPLES)],
     request: Request,
     idempotency_key: IdempotencyKey,
     caller: Annotated[Principal, Depends(require_key)],

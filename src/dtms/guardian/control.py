@@ -318,6 +318,40 @@ class Control:
         self._rt.events.emit("handover", ticket=ticket, requested_by=requested_by, **request)
         return trade, True
 
+    async def release(self, ticket: int, reason: str, requested_by: str) -> tuple[Trade, bool]:
+        """Release a quarantined trade: DTMS acts on it again, its failure counts start from zero;
+        journaled (`release`). (trade, False) when it was not quarantined. A trade whose registration
+        contradicts the broker is quarantined again by the next reconciliation pass."""
+        leader = self._rt.require_leader()
+        async with leader.engine.lock(ticket):
+            trade = await self._guarded(leader, ticket, "release")
+            if not trade.quarantined:
+                return trade, False
+            note = f"released from quarantine by {requested_by}" + (f": {reason}" if reason else "")
+            changed = replace(trade, quarantined=False, warnings=[*trade.warnings, note])
+            market_ms, wall_ms = leader.market.now_ms(), self._rt.wall.now_ms()
+            request = {"reason": reason, "state": trade.state.value, "warnings": list(trade.warnings)}
+
+            def write(conn: Connection) -> None:
+                save_trade(conn, changed, wall_ms)
+                journal_control(
+                    conn,
+                    leader.fence,
+                    reason="release",
+                    requested_by=requested_by,
+                    request=request,
+                    market_ms=market_ms,
+                    wall_ms=wall_ms,
+                    trade=trade,
+                )
+
+            await self._rt.db.write(leader.fence.guard(write))
+            trade.quarantined, trade.warnings = False, changed.warnings
+            leader.executor.forget_failures(ticket)
+        log.warning("quarantine_released", ticket=ticket, requested_by=requested_by, reason=reason)
+        self._rt.events.emit("quarantine_released", ticket=ticket, requested_by=requested_by, reason=reason)
+        return trade, True
+
     async def _guarded(self, leader: Leader, ticket: int, what: str) -> Trade:
         """The trade DTMS guards under this ticket; 404 unknown, 409 no longer guarded."""
         trade = leader.engine.trades.get(ticket) or await self._rt.db.read(lambda c: get_trade(c, ticket))

@@ -304,6 +304,11 @@ class Executor:
         for key in [k for k in self._pause_holds if k[0] == ticket]:
             del self._pause_holds[key]
 
+    def forget_failures(self, ticket: int) -> None:
+        """An operator released the trade from quarantine: its failures count from zero again."""
+        for key in [k for k in self._failures if k[0] == ticket]:
+            del self._failures[key]
+
     def held_while_paused(self, ticket: int, reason: str, action_id: int) -> None:
         """A paused row found in the journal at start: repeats of the same request return it."""
         self._pause_holds.setdefault((ticket, reason), action_id)

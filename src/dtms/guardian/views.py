@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dtms.domain.trade import Trade
+from dtms.managers.exits import PARTIAL_DONE, TRAILED
 
 
 def iso(ms: int | None) -> str | None:
@@ -51,3 +52,18 @@ def trade_info(trade: Trade, score: dict[str, Any] | None = None) -> dict[str, A
         "verified": trade.verified,
         "actions_taken": list(trade.transitions),
     }
+
+
+def intelligent_exits(trade: Trade) -> dict[str, bool]:
+    """The old main API's `intelligent_exits` (GET /api/dtms/trade/{ticket}), from the trade's marks:
+    breakeven done, the partial exit done (or skipped for good), a trailing step of the exits done."""
+    return {
+        "breakeven_triggered": trade.breakeven_triggered,
+        "partial_profit_triggered": bool(trade.timers.get(PARTIAL_DONE)),
+        "trailing_stop_active": bool(trade.timers.get(TRAILED)),
+    }
+
+
+def protection_active(trade: Trade) -> bool:
+    """DTMS acts on the trade now: not closed (or no longer guarded), verified, not quarantined."""
+    return trade.active and trade.verified and not trade.quarantined

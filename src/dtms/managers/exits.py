@@ -39,6 +39,9 @@ PARTIAL_DONE = "exits_partial_done"
 the partial's Intent details (`mark`) or its Skip (`mark`); the caller sets it when the close is done."""
 WIDENED = "exits_widened"
 """trade.timers key (1 once set): the volatility widening is done; named as PARTIAL_DONE is."""
+TRAILED = "exits_trailed"
+"""trade.timers key (1 once set): a trailing step of these exits has moved the stop (the API's
+`intelligent_exits.trailing_stop_active`); named in the trailing Intent's details (`mark`)."""
 WIDENING = "widening"  # Intent.details key of the capped widening (the arbiter lets it loosen the stop)
 MARK = "mark"  # Intent.details key: the trade.timers flag to set to 1 once the action is done
 RISK_FLOOR_ATR = 0.5  # R is floored at 0.5 × ATR(M15) once ATR is known (SPEC-engine.md)
@@ -265,6 +268,7 @@ def trailing(
         sl=sl,
         tp=current_tp,
         details={
+            MARK: TRAILED,
             "atr": atr,
             "timeframe": tf.value,
             "k": k,

@@ -20,7 +20,7 @@ from tests.unit.managers.test_exits_kit import (
 
 from dtms.domain.enums import Direction, Timeframe, TradeType
 from dtms.domain.trade import Intent, Trade
-from dtms.managers.exits import DEFAULT_RULES, MANAGER, propose, trailing, trend_gate
+from dtms.managers.exits import DEFAULT_RULES, MANAGER, MARK, TRAILED, propose, trailing, trend_gate
 from dtms.market.frame import Series
 from dtms.market.view import MarketView
 
@@ -84,6 +84,7 @@ def test_trailing_distance_with_and_without_the_trend_gate(
     assert intent.details["trend_gate"] is gate
     assert intent.details["k"] == pytest.approx(k)
     assert intent.details["atr"] == pytest.approx(STEP + WICK) and intent.details["timeframe"] == "M30"
+    assert intent.details[MARK] == TRAILED  # set once done: the API's trailing_stop_active
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
