@@ -337,6 +337,7 @@ class FaultConfig(_Strict):
         "market_closed",
         "timeout_after_execute",
         "timeout_before_execute",
+        "feed_broken",
     ]
     rate: float = Field(gt=0, le=1)
     requests: list[RequestKind] = Field(default_factory=lambda: list(RequestKind), min_length=1)
@@ -648,28 +649,67 @@ def load_config() -> AppConfig:
     path = Path(env.get("DTMS_CONFIG", "config/dtms_config.json"))
     data: dict[str, Any] = {}
     if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot be read as JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a JSON object")
+        data = _read_json(path)
     elif "DTMS_CONFIG" in env:
         raise ConfigError(f"DTMS_CONFIG: file {path} does not exist")
+    settings = _settings(_service_section(data, path))
+    engine = _engine_section(data, path)
+    return AppConfig(settings=settings, engine=engine, config_path=path, news=_news(engine.rails, path))
+
+
+class ConfigFile(BaseModel):
+    """The config file as a running service re-reads it (dtms.guardian.reload): its 'service' section as
+    written (settings apply at the next start), the validated engine config and the news calendar."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    service: dict[str, Any]
+    engine: EngineConfig
+    news: tuple[NewsEvent, ...] | None
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    """Read and validate the config file (its 'service' section too: a bad one would fail the next start);
+    raise ConfigError naming the key and the reason."""
+    data = _read_json(path)
+    service = _service_section(data, path)
+    _settings(service)
+    engine = _engine_section(data, path)
+    return ConfigFile(service=service, engine=engine, news=_news(engine.rails, path))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    return data
+
+
+def _service_section(data: dict[str, Any], path: Path) -> dict[str, Any]:
     service = data.pop("service", {})
     if not isinstance(service, dict):
         raise ConfigError(f"{path}: 'service' must be an object")
-    from_file = {k: v for k, v in service.items() if f"DTMS_{k.upper()}" not in env}
+    return service
+
+
+def _settings(service: dict[str, Any]) -> Settings:
+    """The settings: the file's 'service' section under the DTMS_* environment."""
+    from_file = {k: v for k, v in service.items() if f"DTMS_{k.upper()}" not in os.environ}
     try:
-        settings = Settings(**from_file)
+        return Settings(**from_file)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, "", env_style=True)) from exc
+
+
+def _engine_section(data: dict[str, Any], path: Path) -> EngineConfig:
     data.pop("$schema", None)
     try:
-        engine = EngineConfig.model_validate(data)
+        return EngineConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc, '', env_style=False)}") from exc
-    return AppConfig(settings=settings, engine=engine, config_path=path, news=_news(engine.rails, path))
 
 
 def _news(rails: RailsConfig, config_path: Path) -> tuple[NewsEvent, ...] | None:

@@ -41,9 +41,18 @@ class LoggingEventSink:
         self._log = structlog.get_logger("dtms.events")
 
     def emit(self, event: str, **fields: Any) -> None:
-        level = "critical" if event in _CRITICAL_EVENTS else "warning" if event in _WARN_EVENTS else "info"
+        level = (
+            "critical"
+            if event in _CRITICAL_EVENTS
+            else "error"
+            if event in _ERROR_EVENTS
+            else "warning"
+            if event in _WARN_EVENTS
+            else "info"
+        )
         getattr(self._log, level)(event, **fields)
 
 
-_CRITICAL_EVENTS = frozenset({"store_damaged", "store_rebuilt"})
+_CRITICAL_EVENTS = frozenset({"store_damaged", "store_rebuilt", "loop_failed"})
+_ERROR_EVENTS = frozenset({"config_rejected", "loop_restarted"})
 _WARN_EVENTS = frozenset({"action_failed", "action_ambiguous", "trade_quarantined", "fenced", "lease_lost"})

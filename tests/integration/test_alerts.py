@@ -269,6 +269,18 @@ TRIGGERS: list[tuple[str, dict[str, Any], str]] = [
         "DTMS: engine loop RESTARTED after RuntimeError: tick queue closed\nrestarts: 2",
     ),
     (
+        "loop_failed",
+        {"loop": "engine", "error": "RuntimeError: tick queue closed", "restarts": 3, "exit_code": 4},
+        "DTMS: engine loop FAILED after 3 restarts within an hour: RuntimeError: tick queue closed\n"
+        "this instance stops acting and exits (code 4); a standby takes the lease or the service manager "
+        "restarts it; stops at the broker stay",
+    ),
+    (
+        "config_rejected",
+        {"path": "/etc/dtms/dtms_config.json", "reason": "risk.default_risk_pct: Input should be <= 50"},
+        "DTMS: config edit REJECTED, the running config stays: risk.default_risk_pct: Input should be <= 50",
+    ),
+    (
         "registration_failures",
         {"count": 3, "ticket": 1003, "symbol": "EURUSD", "error": "ConnectError: connection refused"},
         "DTMS: 3 registrations in a row FAILED; last EURUSD #1003: ConnectError: connection refused",

@@ -208,6 +208,21 @@ def _loop_restarted(f: Mapping[str, Any]) -> _Said:
     return _Said("loop_restarted", ("loop_restarted", f.get("loop")), headline, details)
 
 
+def _loop_failed(f: Mapping[str, Any]) -> _Said:
+    restarts = f.get("restarts")
+    headline = f"{f.get('loop')} loop FAILED after {restarts} restarts within an hour: {f.get('error')}"
+    details = (
+        "this instance stops acting and exits (code 4); a standby takes the lease or the service manager "
+        "restarts it; stops at the broker stay",
+    )
+    return _Said("loop_failed", ("loop_failed",), headline, details)
+
+
+def _config_rejected(f: Mapping[str, Any]) -> _Said:
+    headline = f"config edit REJECTED, the running config stays: {f.get('reason')}"
+    return _Said("config_rejected", ("config_rejected", f.get("reason")), headline)
+
+
 def _registration_failures(f: Mapping[str, Any]) -> _Said:
     last = f" {_subject(f)}" if _subject(f) else ""
     headline = f"{f.get('count')} registrations in a row FAILED; last{last}: {f.get('error')}"
@@ -247,6 +262,8 @@ _HANDLERS: dict[str, Callable[[Mapping[str, Any]], _Said | None]] = {
     "store_unavailable": _store_unavailable,
     "lease_lost": _lease_lost,
     "loop_restarted": _loop_restarted,
+    "loop_failed": _loop_failed,
+    "config_rejected": _config_rejected,
     "registration_failures": _registration_failures,
     "service_unreachable": _service_unreachable,
     "service_reachable": _service_reachable,

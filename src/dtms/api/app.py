@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from dtms import __version__
 from dtms.alerts import AlertSink
-from dtms.api import routes_compat, routes_control, routes_dtms, routes_paper
+from dtms.api import routes_compat, routes_control, routes_dtms, routes_monitoring, routes_paper
 from dtms.api.auth import (
     OPEN_RESPONSES,
     PROTECTED_RESPONSES,
@@ -91,6 +91,7 @@ def create_app(
         app.include_router(metrics_router, dependencies=[Depends(limit_open)], responses=OPEN_RESPONSES)
     app.include_router(routes_dtms.router, **guarded)
     app.include_router(routes_control.router, **guarded)
+    app.include_router(routes_monitoring.router, **guarded)  # GET /dtms/monitoring/health
     app.include_router(routes_compat.router, **guarded)  # the old main API's /api/dtms/* paths
     if config.settings.broker == "paper":
         app.include_router(routes_paper.router, **guarded)

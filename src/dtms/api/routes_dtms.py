@@ -81,7 +81,7 @@ def _health_details(rt: Runtime) -> dict[str, Any]:
 )
 async def health(request: Request) -> dict[str, Any]:
     rt = runtime(request)
-    degraded = rt.role in (Role.INIT_FAILED, Role.FENCED)
+    degraded = rt.role in (Role.INIT_FAILED, Role.FENCED, Role.FAILED)
     return {
         "status": "degraded" if degraded else "healthy",
         "role": rt.role.value,

@@ -91,3 +91,7 @@ class Broker(Protocol):
     def subscribe_ticks(self) -> asyncio.Queue[Tick]:
         """A queue that receives every tick the broker sees, after its own matching ran."""
         ...
+
+    def unsubscribe_ticks(self, queue: asyncio.Queue[Tick]) -> None:
+        """Stop feeding a queue subscribe_ticks gave (a restarted engine loop takes a new one)."""
+        ...

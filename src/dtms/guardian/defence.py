@@ -134,6 +134,11 @@ class Defence:
     def on_tick(self, tick: Tick) -> None:
         self.view(tick.symbol).on_tick(tick)
 
+    def reconfigure(self, score_config: ScoreConfig, cadence: Cadence, actions: DefensiveConfig) -> None:
+        """New numbers from a reloaded config file (the vwap memo is keyed on the score config: cleared)."""
+        self.score_config, self.cadence, self.actions = score_config, cadence, actions
+        self._vwap_memo.clear()
+
     # -- scheduling -------------------------------------------------------------------------------------
     def due(self, trade: Trade, tick: Tick) -> str | None:
         """Why a deep check is due now ("first", "cadence", "timer", "escalated"), or None."""

@@ -20,6 +20,7 @@ from dtms.domain.trade import Trade
 from dtms.guardian.arbiter import Arbiter, Proposal
 from dtms.guardian.defence import CheckMemo, Defence, symbol_class
 from dtms.guardian.executor import Executor, NoLease
+from dtms.guardian.monitoring import LoopStats
 from dtms.managers import exits, trailing
 from dtms.managers.fsm import Trigger
 from dtms.managers.trailing import StrategyRules
@@ -121,6 +122,9 @@ class Engine:
         self._clock_saved_wall_ms = 0
         self.last_tick_market_ms: int | None = None
         self.last_tick_wall_s: float | None = None
+        self.monitor = LoopStats()  # GET /dtms/monitoring/health
+        self._in_pass = False
+        self._staged: list[Callable[[], None]] = []
 
     @property
     def executor(self) -> Executor:
@@ -151,7 +155,8 @@ class Engine:
         return info
 
     async def run(self) -> None:
-        """Consume the broker's ticks until cancelled; a failing trade never stops the loop."""
+        """Consume the broker's ticks until cancelled; a failing trade never stops the loop. When the loop
+        itself dies, its queue is given back: the supervisor's restart subscribes afresh."""
         queue = self._broker.subscribe_ticks()
         watch = asyncio.create_task(self._watch(), name="dtms-rails") if self.rails is not None else None
         try:
@@ -159,6 +164,7 @@ class Engine:
                 tick = await queue.get()
                 await self.on_tick(tick)
         finally:
+            self._broker.unsubscribe_ticks(queue)
             if watch is not None:
                 watch.cancel()
 
@@ -175,7 +181,33 @@ class Engine:
             except Exception as exc:  # the sweep only alerts; it must not stop, and it says why it failed
                 log.exception("rails_sweep_failed", error=str(exc))
 
+    def between_decisions(self, change: Callable[[], None]) -> None:
+        """Run `change` (a synchronous swap of the engine's config objects) between two tick passes: now
+        when no pass is running, else when the running one ends, so that no pass decides with a mix."""
+        if self._in_pass:
+            self._staged.append(change)
+        else:
+            change()
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Take a new engine config (call through between_decisions): the intelligent exits' rules, and the
+        strategy rules of trades registered from now on (a trade keeps the rules stored with it)."""
+        self._config, self._exit_rules = config, config.exit_rules_by_type()
+
     async def on_tick(self, tick: Tick) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._in_pass = True
+        try:
+            await self._pass(tick)
+        finally:
+            self._in_pass = False
+            self.monitor.cycle(tick.time_ms, self._wall.now_ms(), loop.time() - started)
+            staged, self._staged = self._staged, []
+            for change in staged:
+                change()
+
+    async def _pass(self, tick: Tick) -> None:
         loop = asyncio.get_running_loop()
         self.ticks_seen += 1
         self.last_tick_wall_s = started = loop.time()
@@ -300,7 +332,10 @@ class Engine:
 
     async def _defend(self, trade: Trade, tick: Tick, info: SymbolInfo, batch: TickPass | None) -> None:
         assert self.defence is not None
+        fast_before = trade.timers.get("last_fast")
         reason = self.defence.due(trade, tick)
+        if trade.timers.get("last_fast") != fast_before:
+            self.monitor.fast(tick.time_ms, self._wall.now_ms())
         if reason is not None:
             await self.deep_check(trade, tick, info, reason, batch)
 
@@ -329,6 +364,7 @@ class Engine:
             trigger = await self.defence.deep_check(
                 trade, fresh, info, reason, batch.memo if batch is not None else None
             )
+            self.monitor.deep(fresh.time_ms, self._wall.now_ms())
             if batch is not None and trade.epoch == epoch and trigger is None and trade.active:
                 batch.checked.append(trade)
             else:

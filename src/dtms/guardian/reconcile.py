@@ -108,6 +108,10 @@ class Reconciler:
         """Its protection was stopped on request: never adopt the position again."""
         self._tombstones.add(ticket)
 
+    def reconfigure(self, adopt_min_age_s: float) -> None:
+        """A reloaded config's adoption age (market seconds before an unregistered position is adopted)."""
+        self._min_age_ms = int(adopt_min_age_s * 1000)
+
     async def pass_once(self) -> ReconcileReport:
         report = ReconcileReport()
         positions = {p.ticket: p for p in await self._broker.positions()}

@@ -20,12 +20,15 @@ from dtms.domain.events import NULL_METER, EventSink, Meter
 from dtms.guardian.control import Control
 from dtms.guardian.engine import Engine
 from dtms.guardian.errors import NotLeader, NotReady
-from dtms.guardian.executor import Executor, Fence
+from dtms.guardian.executor import Executor, Fence, NoLease
 from dtms.guardian.intents import Intents
 from dtms.guardian.reconcile import Reconciler
+from dtms.guardian.reload import ConfigWatcher
 from dtms.guardian.service import DTMSService
+from dtms.guardian.supervisor import Supervisor
 from dtms.logs import LoggingEventSink
 from dtms.store.database import Database
+from dtms.store.journal import FencedOut
 from dtms.store.lease import Lease, make_lease
 from dtms.store.meta import get_market_clock, get_meta, set_meta
 
@@ -34,6 +37,8 @@ log = structlog.get_logger("dtms.runtime")
 STANDBY_POLL_S = 1.0
 LEASE_CHECK_S = 1.0
 EXIT_FENCED = 3
+EXIT_LOOP_FAILED = 4
+"""A supervised loop died more often than its restart budget allows (dtms.guardian.supervisor)."""
 
 
 class Role(StrEnum):
@@ -42,6 +47,7 @@ class Role(StrEnum):
     LEADER = "leader"
     INIT_FAILED = "init_failed"
     FENCED = "fenced"
+    FAILED = "failed"  # a loop past its restart budget: exits with EXIT_LOOP_FAILED
     STOPPED = "stopped"
 
 
@@ -60,6 +66,7 @@ class Leader:
     market: MarketClock
     fence: Fence
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    started_wall_ms: int = 0
 
 
 BrokerFactory = Callable[[AppConfig], Broker]
@@ -100,6 +107,12 @@ class Runtime:
         self.exit_code: int | None = None
         self._main: asyncio.Task[None] | None = None
         self.feed: Any = None
+        # A fenced write stops a loop without a restart: the lease watch exits with EXIT_FENCED.
+        self.supervisor = Supervisor(
+            self.wall.monotonic, self.events, self._loop_failed, final=(FencedOut, NoLease)
+        )
+        self.config_watcher = ConfigWatcher(self)
+        self._watch_config: asyncio.Task[None] | None = None
 
     # -- who may act -------------------------------------------------------------------------------
     @property
@@ -128,6 +141,7 @@ class Runtime:
     # -- life ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._main = asyncio.create_task(self._run(), name="dtms-runtime")
+        self._watch_config = asyncio.create_task(self.config_watcher.run(), name="dtms-config-watch")
 
     async def _run(self) -> None:
         try:
@@ -213,7 +227,7 @@ class Runtime:
             self._recovery_fence = None
         self.role = Role.LEADER
         log.info("leader", account=self.account, epoch=fence.epoch, trades=len(self.leader.engine.trades))
-        self.leader.tasks.append(asyncio.create_task(self._watch_lease(), name="dtms-lease-watch"))
+        self.leader.tasks.append(self.supervisor.start("lease-watch", self._watch_lease))
 
     async def _watch_lease(self) -> None:
         assert self.lease is not None
@@ -227,6 +241,26 @@ class Runtime:
                 await self._step_down(cancel_self=False)
                 self._exit(EXIT_FENCED)
                 return
+
+    async def _loop_failed(self, loop: str, error: str) -> None:
+        """A loop died past its restart budget: stop acting, say so (health 503, `loop_failed`) and exit
+        with EXIT_LOOP_FAILED, so that a standby takes the lease or the service manager restarts us."""
+        restarts = len(self.supervisor.restarts())
+        self.role = Role.FAILED
+        self.reason = (
+            f"the {loop} loop died again after {restarts} restarts within "
+            f"{self.supervisor.window_s / 3600:g} h: {error}"
+        )
+        self.events.emit(  # logged (critical) and alerted by the sink
+            "loop_failed",
+            loop=loop,
+            error=error,
+            restarts=restarts,
+            account=self.account,
+            exit_code=EXIT_LOOP_FAILED,
+        )
+        await self._step_down(cancel_self=False)
+        self._exit(EXIT_LOOP_FAILED)
 
     async def _step_down(self, cancel_self: bool = True) -> None:
         leader, self.leader = self.leader, None
@@ -249,12 +283,16 @@ class Runtime:
         self._on_exit(code)
 
     async def stop(self) -> None:
+        if self._watch_config is not None:
+            self._watch_config.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_config
         if self._main is not None:
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
         await self._step_down()
-        if self.role is not Role.INIT_FAILED:
+        if self.role not in (Role.INIT_FAILED, Role.FAILED):
             self.role = Role.STOPPED
         if self.lease is not None:
             await asyncio.to_thread(self.lease.release)

@@ -106,7 +106,7 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         settle_window_s=2 * settings.broker_timeout,
         settle_open=settle,
     )
-    leader = Leader(broker, engine, executor, reconciler, market, fence)
+    leader = Leader(broker, engine, executor, reconciler, market, fence, started_wall_ms=rt.wall.now_ms())
     holder.append(leader)
     for trade in await reconciler.load():
         engine.track(trade)
@@ -132,12 +132,9 @@ async def build_leader(rt: Runtime, broker: Broker, fence: Fence, stored_clock_m
         adopted=report.adopted,
         settled=report.settled,
     )
-    leader.tasks.append(asyncio.create_task(engine.run(), name="dtms-engine"))
-    leader.tasks.append(
-        asyncio.create_task(
-            _reconcile_forever(reconciler, settings.reconcile_interval), name="dtms-reconcile"
-        )
-    )
+    leader.tasks.append(rt.supervisor.start("engine", engine.run))
+    interval = settings.reconcile_interval
+    leader.tasks.append(rt.supervisor.start("reconcile", lambda: _reconcile_forever(reconciler, interval)))
     if isinstance(broker, PaperBroker) and settings.paper_feed == "synthetic":
         symbols = sorted({t.symbol for t in engine.trades.values()} | {"EURUSD", "GBPUSD", "XAUUSD"})
         rt.feed = SyntheticFeed(

@@ -229,3 +229,25 @@ async def test_faults_from_the_constructor_are_listed_with_ids(faulty):
         {"id": 2, "kind": "frozen", "rate": 0.1, "requests": ["close"], "seconds": None, "seed": 0},
     ]
     assert broker.add_fault(FaultRule(FaultKind.REQUOTE, 1.0)).id == 3
+
+
+async def test_feed_broken_breaks_the_subscribers_streams_and_leaves_requests_alone(faulty) -> None:
+    broker = await faulty()
+    queue = broker.subscribe_ticks()
+    await broker.push_tick("EURUSD", 1.1, 1.1001, T0 + 1)
+    assert (await queue.get()).time_ms == T0 + 1
+    broker.add_fault(FaultRule(FaultKind.FEED_BROKEN, 1.0))
+    opened = await broker.open("EURUSD", Direction.BUY, 0.1, None, None, "t", 1)
+    assert opened.outcome is Outcome.DONE  # not a request fault
+    await broker.push_tick("EURUSD", 1.1, 1.1001, T0 + 2)
+    with pytest.raises(BrokerUnavailable, match="tick stream broken"):
+        await queue.get()
+    broker.unsubscribe_ticks(queue)
+    fresh = broker.subscribe_ticks()  # a restarted reader subscribes again; the next tick breaks it too
+    await broker.push_tick("EURUSD", 1.1, 1.1001, T0 + 3)
+    with pytest.raises(BrokerUnavailable):
+        await fresh.get()
+    broker.clear_faults()
+    again = broker.subscribe_ticks()
+    await broker.push_tick("EURUSD", 1.1, 1.1001, T0 + 4)
+    assert (await again.get()).time_ms == T0 + 4

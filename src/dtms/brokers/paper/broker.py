@@ -16,7 +16,7 @@ from dtms.brokers.base import BrokerUnavailable
 from dtms.brokers.paper.book import AccountMismatch, Book
 from dtms.brokers.paper.costs import Costs
 from dtms.brokers.paper.desk import Desk
-from dtms.brokers.paper.faults import FaultRule, Faults
+from dtms.brokers.paper.faults import FaultRule, Faults, TickQueue, TickStreamBroken
 from dtms.brokers.paper.rules import TickRejected
 from dtms.brokers.paper.symbols import DEFAULT_SYMBOLS
 from dtms.domain.broker_types import (
@@ -264,8 +264,12 @@ class PaperBroker:
         symbol, a non-finite or non-positive price, ask < bid, or a time older than the clock;
         a tick without a time is stamped clock + 1 ms (the wall clock while the clock is 0)."""
         tick = await self._run(lambda d: d.push_tick(symbol, bid, ask, time_ms, volume), delay=False)
+        broken = self._faults.feed_broken() if self._subscribers else None
         for queue in list(self._subscribers):
-            queue.put_nowait(tick)
+            if broken is not None and isinstance(queue, TickQueue):
+                queue.break_stream(TickStreamBroken(f"tick stream broken (paper fault #{broken.id})"), tick)
+            else:
+                queue.put_nowait(tick)
         return tick
 
     def market_time_ms(self) -> int:
@@ -274,8 +278,9 @@ class PaperBroker:
         return 0 if self._desk is None else self._desk.clock_ms
 
     def subscribe_ticks(self) -> asyncio.Queue[Tick]:
-        """A queue that receives every tick the broker sees, after its own matching ran."""
-        queue: asyncio.Queue[Tick] = asyncio.Queue()
+        """A queue that receives every tick the broker sees, after its own matching ran (and that a
+        feed_broken fault breaks)."""
+        queue = TickQueue()
         self._subscribers.append(queue)
         return queue
 

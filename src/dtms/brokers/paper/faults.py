@@ -1,8 +1,12 @@
 """Fault injection for the paper broker (SPEC-brokers.md): seeded rules that refuse, time out or cut
-the connection on a share of the requests, each drawing from its own random generator."""
+the connection on a share of the requests, each drawing from its own random generator. One more kind,
+`feed_broken`, acts on the tick stream instead of requests: a tick it fires on breaks every subscriber's
+queue (its reader gets TickStreamBroken), as a terminal's dropped tick stream would; a paper-only way to
+make the engine loop die (dtms.guardian.supervisor)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -12,7 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from dtms.brokers import retcodes
-from dtms.domain.broker_types import BrokerResult
+from dtms.brokers.base import BrokerUnavailable
+from dtms.domain.broker_types import BrokerResult, Tick
 from dtms.domain.clock import Clock
 from dtms.domain.enums import Outcome, RequestKind
 
@@ -28,6 +33,7 @@ class FaultKind(StrEnum):
     MARKET_CLOSED = "market_closed"
     TIMEOUT_AFTER_EXECUTE = "timeout_after_execute"
     TIMEOUT_BEFORE_EXECUTE = "timeout_before_execute"
+    FEED_BROKEN = "feed_broken"  # on tick deliveries, not requests: `requests` does not apply
 
 
 # The kinds the server answers with a refusal (nothing executed), and their retcodes.
@@ -129,7 +135,7 @@ class Faults:
         fired: FaultRule | None = None
         with self._lock:
             for rule in self._rules:
-                if request not in rule.requests:
+                if rule.kind is FaultKind.FEED_BROKEN or request not in rule.requests:
                     continue
                 if rule.kind is FaultKind.HEDGE_PROHIBITED and not (request is RequestKind.OPEN and hedge):
                     continue
@@ -138,6 +144,15 @@ class Faults:
             if fired is not None and fired.kind is FaultKind.CONNECTION_LOST and fired.seconds:
                 until = self._wall.now_ms() + int(fired.seconds * 1000)
                 self._lost_until_ms = max(self._lost_until_ms, until)
+        return fired
+
+    def feed_broken(self) -> FaultRule | None:
+        """Draw the feed_broken rules for one tick delivery; the first that fires, or None."""
+        fired: FaultRule | None = None
+        with self._lock:
+            for rule in self._rules:
+                if rule.kind is FaultKind.FEED_BROKEN and rule.draw() and fired is None:
+                    fired = rule
         return fired
 
     def apply(
@@ -161,3 +176,26 @@ class Faults:
         if rule.kind is FaultKind.TIMEOUT_BEFORE_EXECUTE:
             return TIMED_OUT
         return DISCONNECTED  # connection_lost: this request and the next `seconds` never arrive
+
+
+class TickStreamBroken(BrokerUnavailable):
+    """The tick stream a subscriber read was broken (the feed_broken fault)."""
+
+
+class TickQueue(asyncio.Queue[Tick]):
+    """A subscriber's tick queue that a feed_broken fault can break: once broken, `get` raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken: TickStreamBroken | None = None
+
+    def break_stream(self, error: TickStreamBroken, tick: Tick) -> None:
+        """Break the queue; `tick` wakes a reader waiting in `get`, which then raises instead."""
+        self.broken = error
+        self.put_nowait(tick)
+
+    async def get(self) -> Tick:
+        tick = await super().get()
+        if self.broken is not None:
+            raise self.broken
+        return tick
