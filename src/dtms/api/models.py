@@ -176,62 +176,6 @@ class DtmsHealth(Answer):
     )
 
 
-class CheckTime(Answer):
-    market_time: str | None
-    wall_time: str | None
-
-
-class LoopRestart(Answer):
-    loop: str
-    error: str
-    ago_s: float
-
-
-class MonitoringHealth(Answer):
-    """GET /dtms/monitoring/health (200: the loop runs; the 503's `details` has the same fields)."""
-
-    status: str = Field(description="ok; in a 503's details: failed, dead, silent, standby, starting")
-    role: str
-    loops: dict[str, bool] = Field(description="each supervised loop: running now")
-    restarts_last_hour: int
-    restart_budget: int
-    restarts: list[LoopRestart]
-    failure: str | None
-    last_cycle: CheckTime | None = None
-    last_fast_check: CheckTime | None = None
-    last_deep_check: CheckTime | None = None
-    cycle_durations: dict[str, float | int | None] | None = None
-    silent_s: float | None = None
-    silent_limit_s: float | None = None
-    open_markets: list[str] | None = None
-    active_trades: int | None = None
-
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "ok",
-                    "role": "leader",
-                    "loops": {"engine": True, "reconcile": True, "lease-watch": True},
-                    "restarts_last_hour": 0,
-                    "restart_budget": 3,
-                    "restarts": [],
-                    "failure": None,
-                    "last_cycle": {"market_time": _TS, "wall_time": _TS},
-                    "last_fast_check": {"market_time": _TS, "wall_time": _TS},
-                    "last_deep_check": {"market_time": _TS, "wall_time": _TS},
-                    "cycle_durations": {"last_s": 0.002, "mean_s": 0.003, "max_s": 0.01, "count": 120},
-                    "silent_s": 0.4,
-                    "silent_limit_s": 90.0,
-                    "open_markets": ["EURUSD"],
-                    "active_trades": 1,
-                }
-            ]
-        },
-    )
-
-
 # -- status ---------------------------------------------------------------------------------------------
 class PauseInfo(Answer):
     since: str | None
