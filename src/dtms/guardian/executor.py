@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,6 +84,13 @@ def result_dict(result: BrokerResult) -> dict[str, Any]:
         "volume": result.volume,
         "position": result.position,
     }
+
+
+def _marks(intent: Intent | None) -> dict[str, Any]:
+    """The rule flags a done intent sets (Executor.mark_done), kept in its journaled request."""
+    if intent is None:
+        return {}
+    return {k: intent.details[k] for k in ("mark", "timer") if k in intent.details}
 
 
 def apply_close(trade: Trade, target: int, closed: float, cut: bool) -> None:
@@ -343,13 +350,16 @@ class Executor:
         raise ValueError(f"the arbiter sends stop changes and closes, not {intent.kind.value}")
 
     def _mark(self, trade: Trade, intent: Intent | None) -> None:
-        """What a done intent records on the trade in the same commit: `mark` (a rule done once, set to
-        1) and `timer` (a rule's last change, set to the market time: a cool-down counts from it)."""
-        if intent is None:
-            return
-        if (mark := intent.details.get("mark")) is not None:
+        if intent is not None:
+            self.mark_done(trade, intent.details)
+
+    def mark_done(self, trade: Trade, request: Mapping[str, Any]) -> None:
+        """What a done action records on the trade in the same commit: `mark` (a rule done once, set to
+        1) and `timer` (a rule's last change, set to the market time: a cool-down counts from it). Both
+        travel in the journaled request, so reconciliation settling a lost answer records them too."""
+        if (mark := request.get("mark")) is not None:
             trade.timers[str(mark)] = 1
-        if (timer := intent.details.get("timer")) is not None:
+        if (timer := request.get("timer")) is not None:
             trade.timers[str(timer)] = self._market.now_ms()
 
     async def modify_stops(
@@ -402,7 +412,7 @@ class Executor:
             ActionKind.CLOSE,
             reason,
             manager,
-            {"ticket": target, "volume": volume},
+            {"ticket": target, "volume": volume, **_marks(intent)},
             lambda comment: self._broker.close(target, volume, comment, trade.magic),
             on_done=done,
             linked=linked,

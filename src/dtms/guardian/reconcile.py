@@ -342,6 +342,7 @@ class Reconciler:
                 deal = await self._tagged_exit(target, f"dtms:{action.id}")
                 if deal is not None and trade is not None:
                     apply_close(trade, target, deal.volume, action.reason in CUTS)
+                    self._engine.executor.mark_done(trade, action.request)
                     held = positions.get(target)
                     if held is not None and target == trade.ticket:
                         trade.volume = held.volume  # the broker's count: this pass already took it in
@@ -365,8 +366,10 @@ class Reconciler:
                 wanted = (action.request.get("sl"), action.request.get("tp"))
                 applied = position is not None and (position.sl, position.tp) == wanted
                 trade = self._engine.trades.get(action.ticket)
-                if applied and trade is not None and action.reason == "breakeven":
-                    trade.breakeven_triggered = True
+                if applied and trade is not None:
+                    self._engine.executor.mark_done(trade, action.request)
+                    if action.reason == "breakeven":
+                        trade.breakeven_triggered = True
                 if applied or expired:
                     await self._mark(action, applied, "not applied at the broker", trade, report)
 
