@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     adopt_unregistered: AdoptPolicy = AdoptPolicy.ALL
     redis_url: str | None = None
     enable_metrics: bool = True
+    bench_routes: bool = False
+    """Mount the benchmark-only no-op routes (dtms.api.routes_bench; benchmarks/api.py)."""
     rate_limit_enabled: bool = True
     rate_limit_write_per_s: float = Field(10.0, gt=0, allow_inf_nan=False)
     rate_limit_write_burst: int = Field(100, ge=1)

@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from dtms import __version__
 from dtms.alerts import AlertSink
-from dtms.api import routes_compat, routes_control, routes_dtms, routes_monitoring, routes_paper
+from dtms.api import routes_bench, routes_compat, routes_control, routes_dtms, routes_monitoring, routes_paper
 from dtms.api.auth import (
     OPEN_RESPONSES,
     PROTECTED_RESPONSES,
@@ -96,6 +96,8 @@ def create_app(
     if config.settings.broker == "paper":
         app.include_router(routes_paper.router, **guarded)
     app.include_router(docs_router, **guarded)
+    if config.settings.bench_routes:  # benchmarks/api.py's no-op routes; off by default
+        app.include_router(routes_bench.router, **guarded)
     check_guarded(app)
     origins = config.settings.cors_origin_list
     if origins:  # DTMS_CORS_ORIGINS empty: no CORS headers at all
