@@ -4,6 +4,7 @@ row, a deleted trade's position is still not adopted; `dtms resume` lets the bre
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -57,9 +58,9 @@ def test_a_restart_stays_paused_and_keeps_the_tombstone(spawn: Callable[..., Ser
     assert disabled.returncode == 0, disabled.stderr
     assert "no longer protected" in disabled.stdout
 
-    paused = dtms(server.env, "pause", "--reason", "maintenance")
+    paused = dtms(server.env, "pause", "--reason", "maintenance", "--json")
     assert paused.returncode == 0, paused.stderr
-    assert paused.stdout.startswith("paused since")
+    assert json.loads(paused.stdout)["paused"] is True
     bid, ask = side["profit"]
     _tick(server, bid, ask, T0 + 31_000)
     wait_until(lambda: _rows(server, kept) == [("breakeven", "waiting", "paused")], 10)
@@ -67,7 +68,7 @@ def test_a_restart_stays_paused_and_keeps_the_tombstone(spawn: Callable[..., Ser
     server.kill()
     again = spawn(DTMS_ADOPT_UNREGISTERED="all")
     again.wait_ready()
-    status = dtms(again.env, "status")
+    status = dtms(again.env, "status", "--json")
     assert status.returncode == 0 and '"paused": true' in status.stdout
     for n in range(3):  # breakeven still due: the same held row, nothing sent, nothing journaled again
         _tick(again, bid, ask, T0 + 40_000 + n * 1000)
@@ -87,9 +88,9 @@ def test_a_restart_stays_paused_and_keeps_the_tombstone(spawn: Callable[..., Ser
     assert refused.status_code == 409 and refused.json()["details"]["paused"] is True
     assert len(again.get("/paper/positions").json()["positions"]) == 2
 
-    resumed = dtms(again.env, "resume")
+    resumed = dtms(again.env, "resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
-    assert "1 held requests will be decided again" in resumed.stdout
+    assert len(json.loads(resumed.stdout)["settled"]) == 1  # the held request, decided again
     _tick(again, bid, ask, T0 + 80_000)
     wait_until(lambda: _rows(again, kept)[-1] == ("breakeven", "done", None), 10)
     assert _rows(again, kept)[0] == ("breakeven", "skipped", "paused; decided again after resume")

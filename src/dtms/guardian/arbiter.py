@@ -22,6 +22,7 @@ log = structlog.get_logger("dtms.arbiter")
 Proposal = tuple[str, Intent | Skip]
 """A manager's name and one of its proposals (an Intent carries its manager; a Skip does not)."""
 
+UNSETTLED = "unsettled"  # the deferral reason while an earlier action's outcome is being settled
 _SLOT_ORDER = {ActionKind.MODIFY_STOPS: 0, ActionKind.CLOSE: 1, ActionKind.CLOSE_BY: 1, ActionKind.OPEN: 2}
 
 
@@ -47,6 +48,12 @@ class Arbiter:
         stopping at the first that does not succeed. Returns the executor's outcomes, in order. Trades
         whose state changed (a skip marking a rule done) are saved by the journal write's caller."""
         intents = [p for _, p in proposals if isinstance(p, Intent)]
+        if trade.ticket in self._executor.unsettled:
+            # an earlier change's outcome is unknown: another change now would leave reconciliation unable
+            # to tell whether that one reached the broker (it compares the position with the request)
+            for intent in intents:
+                await self._defer(trade, Ruling(intent, False, UNSETTLED))
+            return []
         changed = False
         for manager, proposal in proposals:
             if isinstance(proposal, Skip) and may_act(trade, manager) is None:

@@ -297,6 +297,13 @@ class Executor:
             )
         return Executed(action_id, JournalStatus.WAITING, None)
 
+    def holds(self, action_id: int) -> bool:
+        """Whether a `waiting` row is still held by the pause or a rail (it is settled when the hold ends
+        or the same action is journaled again), rather than left by a broker's "wait" answer."""
+        if action_id in self._pause_holds.values():
+            return True
+        return self.rails is not None and self.rails.holds(action_id)
+
     def pause(self) -> None:
         """Stop every broker request from now on (requests already sent are answered: see `drain`)."""
         self.paused = True

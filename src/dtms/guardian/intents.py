@@ -13,6 +13,7 @@ import structlog
 from dtms.domain.enums import ActionKind, JournalStatus
 from dtms.domain.stops import round_volume_down
 from dtms.domain.trade import Intent, Trade
+from dtms.guardian.arbiter import UNSETTLED
 from dtms.guardian.errors import (
     Conflict,
     IdempotencyKeyReused,
@@ -22,7 +23,7 @@ from dtms.guardian.errors import (
 )
 from dtms.guardian.executor import result_dict
 from dtms.guardian.service import check_levels
-from dtms.managers.arbitration import external, rule
+from dtms.managers.arbitration import Ruling, external, rule
 from dtms.store.idempotency import (
     BeginOutcome,
     IdempotencyRecord,
@@ -148,6 +149,8 @@ class Intents:
             if intent.kind is ActionKind.MODIFY_STOPS:
                 check_levels(trade.direction, tick, intent.sl, intent.tp)
             ruling = rule(trade, [intent])[0]
+            if ruling.applies and trade.ticket in leader.executor.unsettled:
+                ruling = Ruling(intent, False, UNSETTLED)
             if not ruling.applies:
                 why = ruling.reason or "refused"
                 action_id = await leader.executor.journal(

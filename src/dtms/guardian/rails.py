@@ -283,6 +283,10 @@ class Rails:
             f"rail_{status}", rail=rail, symbol=symbol, action_id=action_id, detail=verdict.detail, **fields
         )
 
+    def holds(self, action_id: int) -> bool:
+        """Whether this journal row is a hold the rails still keep."""
+        return any(h.action_id == action_id for h in self._held.values())
+
     def release(self, ticket: int, reason: str) -> int | None:
         """The rail let (ticket, reason) through: forget its hold; the id of a row left waiting, if any."""
         held = self._held.pop((ticket, reason), None)

@@ -301,11 +301,16 @@ class Reconciler:
 
     async def _settle(self, positions: dict[int, Position], report: ReconcileReport) -> None:
         """Decide journaled actions whose outcome is unknown, by reading the broker, never by resending.
-        `waiting` rows were never sent (a rail held them): the rule decides again, nothing to settle."""
+        `waiting` rows were not executed (a rail or the pause holds them, or the broker answered "wait"):
+        the rule decides again; one no hold keeps any more is closed after the settle window (`skipped`),
+        so no row stays open once nobody asks for it again (an outside intent, a rule no longer due)."""
         actions: list[ActionRecord] = await self._db.read(open_actions)
         now = self._wall.now_ms()
         for action in actions:
             if action.status is JournalStatus.WAITING:
+                kept = self._engine.executor.holds(action.id)
+                if not kept and now - action.wall_ms >= self._settle_window_ms:
+                    await self._close_wait(action, report)
                 continue
             if action.ticket:
                 self._engine.executor.unsettled.add(action.ticket)  # nothing more is decided meanwhile
@@ -416,6 +421,18 @@ class Reconciler:
         self._engine.executor.unsettled.discard(action.ticket)
         report.settled.append(action.id)
         self._events.emit("action_settled", ticket=action.ticket, action_id=action.id, status=status.value)
+
+    async def _close_wait(self, action: ActionRecord, report: ReconcileReport) -> None:
+        wall_ms = self._wall.now_ms()
+        error = f"{action.error or 'waited'}; not asked again (closed by reconciliation)"
+        await self._db.write(
+            self._fence.guard(
+                lambda conn: update_action(
+                    conn, action.id, JournalStatus.SKIPPED.value, error=error, wall_ms=wall_ms
+                )
+            )
+        )
+        report.settled.append(action.id)
 
     async def _save(self, trade: Trade) -> None:
         wall_ms = self._wall.now_ms()
