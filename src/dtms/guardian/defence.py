@@ -457,6 +457,7 @@ class Defence:
             symbol=trade.symbol,
             frm=record["from"],
             to=record["to"],
+            state=record["to"],
             trigger=trigger.name,
             market_ms=now,
             epoch=trade.epoch,

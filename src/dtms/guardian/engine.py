@@ -21,6 +21,7 @@ from dtms.guardian.arbiter import Arbiter, Proposal
 from dtms.guardian.defence import CheckMemo, Defence, symbol_class
 from dtms.guardian.executor import Executor, NoLease
 from dtms.guardian.monitoring import LoopStats
+from dtms.logs import pass_correlation
 from dtms.managers import exits, trailing
 from dtms.managers.fsm import Trigger
 from dtms.managers.trailing import StrategyRules
@@ -199,7 +200,8 @@ class Engine:
         started = loop.time()
         self._in_pass = True
         try:
-            await self._pass(tick)
+            with pass_correlation("tick"):
+                await self._pass(tick)
         finally:
             self._in_pass = False
             self.monitor.cycle(tick.time_ms, self._wall.now_ms(), loop.time() - started)

@@ -251,6 +251,7 @@ class Executor:
             action_id=action_id,
             request=request,
             retcode=result.retcode,
+            state=trade.state.value,
             market_ms=self._market.now_ms(),
         )
         return Executed(action_id, status, result)
@@ -284,7 +285,15 @@ class Executor:
                 trade, kind, reason, JournalStatus.WAITING, manager, request, error=PAUSED
             )
             self._pause_holds[(trade.ticket, reason)] = action_id
-            log.warning("action_paused", ticket=trade.ticket, action=reason, action_id=action_id)
+            log.warning(
+                "action_paused",
+                ticket=trade.ticket,
+                symbol=trade.symbol,
+                action=reason,
+                action_id=action_id,
+                state=trade.state.value,
+                market_ms=self._market.now_ms(),
+            )
             self._events.emit(
                 "action_waiting",
                 ticket=trade.ticket,
@@ -293,6 +302,7 @@ class Executor:
                 kind=kind.value,
                 action_id=action_id,
                 error=PAUSED,
+                state=trade.state.value,
                 market_ms=self._market.now_ms(),
             )
         return Executed(action_id, JournalStatus.WAITING, None)
@@ -549,7 +559,14 @@ class Executor:
         if self._failures[key] >= MAX_FAILURES:
             trade.quarantined = True
             trade.warnings.append(f"quarantined after {MAX_FAILURES} failures of {reason}")
-            self._events.emit("trade_quarantined", ticket=trade.ticket, symbol=trade.symbol, action=reason)
+            self._events.emit(
+                "trade_quarantined",
+                ticket=trade.ticket,
+                symbol=trade.symbol,
+                action=reason,
+                state=trade.state.value,
+                market_ms=self._market.now_ms(),
+            )
 
     async def _record(
         self,

@@ -20,6 +20,7 @@ from dtms.guardian.defence import Cadence
 from dtms.guardian.engine import Engine
 from dtms.guardian.executor import Fence, apply_close
 from dtms.guardian.parts import relink_parts
+from dtms.logs import pass_correlation
 from dtms.managers.defensive import CUTS, RE_ADD_EPOCH
 from dtms.managers.fsm import Trigger, step
 from dtms.store.database import Database
@@ -113,6 +114,10 @@ class Reconciler:
         self._min_age_ms = int(adopt_min_age_s * 1000)
 
     async def pass_once(self) -> ReconcileReport:
+        with pass_correlation("reconcile"):
+            return await self._pass_once()
+
+    async def _pass_once(self) -> ReconcileReport:
         report = ReconcileReport()
         positions = {p.ticket: p for p in await self._broker.positions()}
         for trade in list(self._engine.trades.values()):
@@ -160,7 +165,14 @@ class Reconciler:
             await self._save(trade)
             self._engine.forget(trade.ticket)
             report.closed.append(trade.ticket)
-            self._events.emit("trade_closed", ticket=trade.ticket, symbol=trade.symbol, reason=reason)
+            self._events.emit(
+                "trade_closed",
+                ticket=trade.ticket,
+                symbol=trade.symbol,
+                reason=reason,
+                state=trade.state.value,
+                market_ms=self._market.now_ms(),
+            )
             return
         hedged = trade.state is TradeState.HEDGED and trade.hedge_ticket is not None
         if hedged and self._engine.defence and await self._broker.position(trade.hedge_ticket or 0) is None:
