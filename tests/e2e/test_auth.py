@@ -4,6 +4,7 @@ a bucket; DTMS_AUTH=off refused off loopback with a clear message and exit code 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -44,9 +45,9 @@ def test_a_key_is_generated_printed_and_reused(spawn: Callable[..., Server], tmp
     restart_log = again.log_path.read_text()
     assert f"API key: the one in {path}" in restart_log and key not in restart_log
     assert again.get("/dtms/status").status_code == 200  # the helpers read the key file too
-    paused = dtms(again.env, "pause", "--reason", "check")
+    paused = dtms(again.env, "pause", "--reason", "check", "--json")
     assert paused.returncode == 0, paused.stderr
-    assert "requested by operator" in paused.stdout  # the key's name, not the caller's word
+    assert json.loads(paused.stdout)["requested_by"] == "operator"  # the key's name, not the caller's word
 
 
 def test_past_the_bucket_the_server_answers_429_with_retry_after(spawn: Callable[..., Server]) -> None:
