@@ -233,7 +233,8 @@ def trial(forker: Forker, plan: Plan, directory: Path) -> Outcome:
             k = rng.randrange(max(1, SEQUENCE[plan.path] - first))
             target = TICKS[first + k - 1] if k else ("opened" if resume else "start")
             deadline = time.monotonic() + LINE_TIMEOUT_S
-            if run.read(deadline, want=target):
+            if run.read(deadline, want=target) and not ended:
+                # (a run with no tick left only settles and ends: it is killed at once, or never)
                 run.read(time.monotonic() + rng.uniform(0, TICK_S))
             if forker.poll(run.pid) is None:
                 os.kill(run.pid, signal.SIGKILL)
