@@ -117,3 +117,16 @@ def test_bad_intents_name_the_field(make_client: Callable[..., TestClient]) -> N
     assert wrong_side.status_code == 422
     assert intent(client, 999_999, "nf", kind="close").status_code == 404
     assert (position(client, ticket) or {})["volume"] == pytest.approx(0.1)  # nothing was sent
+
+
+@DIRECTIONS
+def test_a_take_profit_change_keeps_the_stop_and_applies(
+    make_client: Callable[..., TestClient], direction: str
+) -> None:
+    client = make_client()
+    ticket = guarded(client, direction)
+    tp = 1.105 if direction == "BUY" else 1.095
+    r = intent(client, ticket, "tp", kind="modify_tp", value=tp)
+    assert r.status_code == 200, r.text  # an unchanged stop is not a loosening
+    held = position(client, ticket) or {}
+    assert (held["sl"], held["tp"]) == (STOP[direction], tp)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
 from dtms.domain.enums import ActionKind, JournalStatus
-from dtms.domain.stops import round_volume_down
+from dtms.domain.stops import is_tighter, round_volume_down
 from dtms.domain.trade import Intent, Trade
 from dtms.guardian.arbiter import UNSETTLED
 from dtms.guardian.errors import (
@@ -148,7 +148,11 @@ class Intents:
             intent = self._intent(trade, req, position.sl, position.tp, position.volume, info)
             if intent.kind is ActionKind.MODIFY_STOPS:
                 check_levels(trade.direction, tick, intent.sl, intent.tp)
-            ruling = rule(trade, [intent])[0]
+            # ruled against the broker's stop when it is the tighter one (the trade's record may lag)
+            current = trade
+            if position.sl is not None and is_tighter(trade.direction, position.sl, trade.stop_loss):
+                current = replace(trade, stop_loss=position.sl)
+            ruling = rule(current, [intent])[0]
             if ruling.applies and trade.ticket in leader.executor.unsettled:
                 ruling = Ruling(intent, False, UNSETTLED)
             if not ruling.applies:

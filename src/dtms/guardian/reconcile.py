@@ -185,6 +185,12 @@ class Reconciler:
                 trade.quarantined = True
                 trade.warnings.append("registration contradicts the broker position")
             changed = True
+        if trade.ticket in self._engine.executor.unsettled:
+            # an action's outcome is unknown: it is settled first (below), and the position is compared
+            # with the trade at the next pass; restoring now could undo DTMS's own unconfirmed change
+            if changed:
+                await self._save(trade)
+            return
         if trade.verified and not trade.quarantined and await self._put_stop_back(trade, position, report):
             return
         if (position.sl, position.tp, position.volume) != (trade.stop_loss, trade.take_profit, trade.volume):
@@ -316,8 +322,14 @@ class Reconciler:
         `waiting` rows were not executed (a rail or the pause holds them, or the broker answered "wait"):
         the rule decides again; one no hold keeps any more is closed after the settle window (`skipped`),
         so no row stays open once nobody asks for it again (an outside intent, a rule no longer due)."""
+        unsettled = self._engine.executor.unsettled
+        before = set(unsettled)  # a ticket the executor marks after the read below is kept
         actions: list[ActionRecord] = await self._db.read(open_actions)
         now = self._wall.now_ms()
+        # a ticket stays unsettled only while one of its rows is open (a request of this process in flight
+        # when an earlier pass read the rows is answered since, and nothing else would release it)
+        still_open = {a.ticket for a in actions if a.status is not JournalStatus.WAITING}
+        unsettled.difference_update(before - still_open)
         for action in actions:
             if action.status is JournalStatus.WAITING:
                 kept = self._engine.executor.holds(action.id)
@@ -384,6 +396,7 @@ class Reconciler:
                 applied = position is not None and (position.sl, position.tp) == wanted
                 trade = self._engine.trades.get(action.ticket)
                 if applied and trade is not None:
+                    trade.stop_loss, trade.take_profit = wanted  # what the answer would have recorded
                     self._engine.executor.mark_done(trade, action.request)
                     if action.reason == "breakeven":
                         trade.breakeven_triggered = True

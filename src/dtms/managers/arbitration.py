@@ -91,7 +91,8 @@ def _loosens(trade: Trade, intent: Intent) -> bool:
         return intent.kind is ActionKind.MODIFY_STOPS and trade.stop_loss is not None  # removing a stop
     if intent.manager == EXITS and intent.details.get(WIDENING):
         return False
-    return trade.stop_loss is not None and not is_tighter(trade.direction, intent.sl, trade.stop_loss)
+    # an unchanged stop (a take-profit change) does not loosen it
+    return trade.stop_loss is not None and is_tighter(trade.direction, trade.stop_loss, intent.sl)
 
 
 def rule(trade: Trade, intents: Sequence[Intent]) -> list[Ruling]:
