@@ -123,7 +123,8 @@ def test_the_breaker_opens_after_five_transport_failures_and_closes_after_a_tria
         assert dtms.status()["success"] is True  # the trial
         assert dtms.breaker_state is BreakerState.CLOSED
         assert dtms.register_trade(ticket, "EURUSD", "BUY").status is Status.REGISTERED
-    assert [a["ticket"] for a in answered(server.home) if a["status"] == 200] == [ticket]
+    # the request log's "answered" line is written once the answer has gone out: wait for it
+    wait_until(lambda: [a["ticket"] for a in answered(server.home) if a["status"] == 200] == [ticket], 5)
 
 
 def test_wait_ready_waits_for_the_restarted_service(server: Server, tmp_path: Path) -> None:
