@@ -741,6 +741,21 @@ async def child(count: int, profile: bool) -> None:
 # -- main ---------------------------------------------------------------------------------------------
 
 
+def breakeven_only_config() -> Path:
+    """The shipped config with the intelligent exits' trailing put out of reach (trailing_atr 1000): the
+    ramp measures the breakeven rule's latency, and a trailing step on its quiet ticks (legitimate since
+    the exits are live) would blur what a "quiet" tick costs. The child process inherits it."""
+    data = json.loads((Path(__file__).resolve().parents[1] / "config" / "dtms_config.json").read_text())
+    for rules in data["intelligent_exits"].values():
+        rules["trailing_atr"] = 1000.0
+    calendar = data.get("rails", {}).get("news_calendar")
+    if calendar and not Path(calendar).is_absolute():
+        data["rails"]["news_calendar"] = str(Path(__file__).resolve().parents[1] / "config" / calendar)
+    path = Path(tempfile.gettempdir()) / f"dtms-bench-engine-{os.getpid()}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a run of about 15 s")
@@ -748,6 +763,8 @@ async def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # internal: the full-size pass
     args = parser.parse_args()
     os.environ["DTMS_MONITORING_INTERVAL"] = "0"  # event-driven mode: every tick is evaluated
+    if not args.child:
+        os.environ["DTMS_CONFIG"] = str(breakeven_only_config())
     if args.child:
         await child(args.child, args.profile)
         return
